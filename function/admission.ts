@@ -1,0 +1,75 @@
+/**
+ * AdmissionReview `admission.k8s.io/v1` in and out. Pure.
+ *
+ * Wire rules (k8s.io/apiserver `request/admissionreview.go`): the response echoes `apiVersion`, `kind` and
+ * `request.uid`; `patch` is base64 JSON and is sent, with `patchType: JSONPatch`, only when non-empty.
+ * @see https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#response
+ * @module
+ */
+import { z } from 'zod'
+import { describeIssues } from './kube-objects.ts'
+import type { AddOperation } from './mutate-pod.ts'
+import { err, ok, type Result } from './result.ts'
+
+export const ADMISSION_API_VERSION = 'admission.k8s.io/v1'
+export const ADMISSION_KIND = 'AdmissionReview'
+
+const requestSchema = z.looseObject({
+  uid: z.string().min(1, 'must be a non-empty string'),
+  kind: z.looseObject({ group: z.string(), version: z.string(), kind: z.string() }),
+  operation: z.string(),
+  namespace: z.string().optional(),
+  name: z.string().optional(),
+  subResource: z.string().optional(),
+  dryRun: z.boolean().optional(),
+  object: z.unknown().optional(),
+})
+
+const reviewSchema = z.object({
+  apiVersion: z.literal(ADMISSION_API_VERSION, `must be ${ADMISSION_API_VERSION}`),
+  kind: z.literal(ADMISSION_KIND, `must be ${ADMISSION_KIND}`),
+  request: requestSchema,
+})
+
+export type AdmissionRequest = z.infer<typeof requestSchema>
+
+/** Parses an AdmissionReview v1 request body; the error names the field and the expected form. */
+export function parseAdmissionReview(body: unknown): Result<AdmissionRequest, string> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return err('body must be a JSON object (an AdmissionReview admission.k8s.io/v1)')
+  }
+  const parsed = reviewSchema.safeParse(body)
+  if (!parsed.success) return err(describeIssues(parsed.error, 'AdmissionReview'))
+  return ok(parsed.data.request)
+}
+
+/** What the webhook answers for one request, before it is wrapped in an AdmissionReview. */
+export interface AdmissionAnswer {
+  readonly allowed: boolean
+  readonly patch?: readonly AddOperation[]
+  readonly warnings?: readonly string[]
+  /** For denials: shown to the user by kubectl as "admission webhook … denied the request: <message>". */
+  readonly message?: string
+}
+
+const MAX_WARNING = 120
+
+function shorten(warning: string): string {
+  return warning.length > MAX_WARNING ? `${warning.slice(0, MAX_WARNING - 3)}...` : warning
+}
+
+/** Builds the response AdmissionReview for `uid`. */
+export function admissionResponse(uid: string, answer: AdmissionAnswer): object {
+  const response: Record<string, unknown> = { uid, allowed: answer.allowed }
+  if (answer.patch !== undefined && answer.patch.length > 0) {
+    response['patchType'] = 'JSONPatch'
+    response['patch'] = Buffer.from(JSON.stringify(answer.patch)).toString('base64')
+  }
+  if (answer.warnings !== undefined && answer.warnings.length > 0) {
+    response['warnings'] = answer.warnings.map(shorten)
+  }
+  if (!answer.allowed) {
+    response['status'] = { code: 403, reason: 'Forbidden', message: answer.message ?? 'denied' }
+  }
+  return { apiVersion: ADMISSION_API_VERSION, kind: ADMISSION_KIND, response }
+}

@@ -1,0 +1,137 @@
+/**
+ * The HTTP adapter: one Hono app serving `POST /mutate`, health, readiness and metrics. No module state: everything
+ * it uses arrives in `AppDeps`, so tests build it with fakes and `app.request()`.
+ * @module
+ */
+import { timingSafeEqual } from 'node:crypto'
+import { type Context, Hono } from 'hono'
+import { bodyLimit } from 'hono/body-limit'
+import { type AdmissionRequest, admissionResponse, parseAdmissionReview } from './admission.ts'
+import type { Metrics } from './metrics.ts'
+import { ROUTES } from './names.ts'
+import {
+  type Decision,
+  type ReviewSettings,
+  reviewPod,
+  type ServiceAccountSource,
+} from './review-pod.ts'
+import { lookupBudgetMs } from './timeout.ts'
+
+/** The subset of a pino logger the app uses. */
+export interface Logger {
+  info(fields: object, message?: string): void
+  warn(fields: object, message?: string): void
+  error(fields: object, message?: string): void
+}
+
+export interface AppDeps {
+  readonly serviceAccounts: ServiceAccountSource
+  readonly settings: ReviewSettings
+  readonly logger: Logger
+  readonly metrics: Metrics
+  readonly bodyLimitBytes: number
+  /** Upper bound for the ServiceAccount lookup; the apiserver's `?timeout=` can only shorten it. */
+  readonly lookupTimeoutMs: number
+  /** When set, only `POST /mutate/<token>` mutates. */
+  readonly mutatePathToken?: string | undefined
+  /** Readiness: config and clients are up (and, in watch mode, the cache has synced). */
+  readonly ready: () => boolean
+}
+
+const problem = (c: Context, status: 400 | 404 | 413 | 415 | 500, message: string) =>
+  c.json({ error: message }, status)
+
+function sameToken(given: string, expected: string): boolean {
+  const a = Buffer.from(given)
+  const b = Buffer.from(expected)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+function logFields(request: AdmissionRequest, decision: Decision, started: number): object {
+  const object = request.object as
+    | { metadata?: { name?: string; generateName?: string } }
+    | undefined
+  return {
+    uid: request.uid,
+    namespace: request.namespace,
+    pod: request.name ?? object?.metadata?.name,
+    generateName: object?.metadata?.generateName,
+    serviceAccount: decision.serviceAccount,
+    outcome: decision.outcome,
+    dryRun: request.dryRun === true,
+    ms: Math.round((performance.now() - started) * 100) / 100,
+    ...(decision.kind === 'answer' && decision.answer.warnings?.length
+      ? { warnings: decision.answer.warnings }
+      : {}),
+    ...(decision.kind === 'error' ? { error: decision.message } : {}),
+  }
+}
+
+/** Creates the webhook app. */
+export function createApp(deps: AppDeps): Hono {
+  const app = new Hono()
+  const { metrics, logger } = deps
+
+  const mutate = async (c: Context): Promise<Response> => {
+    const started = performance.now()
+    const type = c.req.header('content-type') ?? ''
+    if (!/^application\/json\s*(;|$)/i.test(type)) {
+      return problem(c, 415, `Content-Type must be application/json; got ${JSON.stringify(type)}`)
+    }
+    let body: unknown
+    try {
+      body = JSON.parse(await c.req.text())
+    } catch (error) {
+      return problem(c, 400, `body is not valid JSON: ${(error as Error).message.slice(0, 120)}`)
+    }
+    const parsed = parseAdmissionReview(body)
+    if (!parsed.ok) return problem(c, 400, parsed.error)
+    const request = parsed.value
+    const signal = AbortSignal.timeout(lookupBudgetMs(c.req.query('timeout'), deps.lookupTimeoutMs))
+    const decision = await reviewPod(request, {
+      serviceAccounts: deps.serviceAccounts,
+      settings: deps.settings,
+      signal,
+    })
+    metrics.decisions.inc({ outcome: decision.outcome })
+    metrics.requestDuration.observe(
+      { outcome: decision.outcome },
+      (performance.now() - started) / 1000,
+    )
+    const fields = logFields(request, decision, started)
+    if (decision.kind === 'error') {
+      logger.warn(fields, 'admission review failed')
+      return problem(c, decision.status, decision.message)
+    }
+    logger.info(fields, 'admission review')
+    return c.json(admissionResponse(request.uid, decision.answer))
+  }
+
+  const limit = bodyLimit({
+    maxSize: deps.bodyLimitBytes,
+    onError: (c) => problem(c, 413, `body exceeds the limit of ${deps.bodyLimitBytes} bytes`),
+  })
+  const token = deps.mutatePathToken
+  if (token === undefined) {
+    app.post(ROUTES.mutate, limit, mutate)
+  } else {
+    app.post(`${ROUTES.mutate}/:token`, limit, async (c) =>
+      sameToken(c.req.param('token'), token) ? mutate(c) : problem(c, 404, 'not found'),
+    )
+  }
+
+  const ok = (c: Context) => c.text('ok')
+  app.get(ROUTES.health, ok)
+  app.get(ROUTES.healthz, ok)
+  app.get(ROUTES.readyz, (c) => (deps.ready() ? c.text('ready') : c.text('not ready', 503)))
+  app.get(ROUTES.metrics, async (c) => {
+    c.header('Content-Type', metrics.registry.contentType)
+    return c.body(await metrics.registry.metrics())
+  })
+  app.notFound((c) => problem(c, 404, `no route for ${c.req.method} ${c.req.path}`))
+  app.onError((error, c) => {
+    logger.error({ error: error.message, stack: error.stack }, 'unhandled error')
+    return problem(c, 500, 'internal error')
+  })
+  return app
+}

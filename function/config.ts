@@ -1,0 +1,90 @@
+/**
+ * The webhook's configuration: one zod schema over an env record. Pure: the env is a parameter, and only
+ * `handler.ts` passes `process.env`. Every problem is reported at once, and a bad value stops the process at start.
+ * @module
+ */
+import { z } from 'zod'
+import { DEFAULTS, MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS } from './names.ts'
+import { err, ok, type Result } from './result.ts'
+
+const optionalString = z
+  .string()
+  .trim()
+  .transform((value) => (value === '' ? undefined : value))
+  .optional()
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+
+/** Env vars read by the webhook, with defaults. See the README's configuration table. */
+export const configSchema = z
+  .object({
+    PORT: integer(1, 65_535)
+      .optional()
+      .describe('Listen port; default 8443 (HTTPS) or 8080 (HTTP)'),
+    HOST: z.string().default('0.0.0.0').describe('Listen address'),
+    K_SERVICE: optionalString.describe('Set by Knative: serve plain HTTP, TLS ends at the gateway'),
+    TLS_CERT_PATH: z.string().default('/etc/webhook/certs/tls.crt'),
+    TLS_KEY_PATH: z.string().default('/etc/webhook/certs/tls.key'),
+    TLS_RELOAD_INTERVAL_MS: integer(100, 3_600_000).default(10_000),
+    STS_ENDPOINT: z.url({ protocol: /^https?$/ }).default(DEFAULTS.stsEndpoint),
+    TOKEN_AUDIENCE: z.string().regex(/^\S+$/, 'no whitespace').default(DEFAULTS.audience),
+    TOKEN_EXPIRATION_SECONDS: integer(MIN_EXPIRATION_SECONDS, MAX_EXPIRATION_SECONDS).default(
+      DEFAULTS.expirationSeconds,
+    ),
+    DEFAULT_REGION: optionalString.pipe(
+      z
+        .string()
+        .regex(/^[a-z0-9-]{2,32}$/, 'a region name like ewr')
+        .optional(),
+    ),
+    INVALID_ROLE_POLICY: z.enum(['deny', 'warn']).default('deny'),
+    SA_LOOKUP_MODE: z.enum(['get', 'watch']).default('get'),
+    SA_CACHE_TTL_SECONDS: integer(0, 3600).default(10),
+    LOOKUP_TIMEOUT_MS: integer(100, 30_000).default(3_000),
+    MUTATE_PATH_TOKEN: optionalString.pipe(
+      z
+        .string()
+        .regex(/^[A-Za-z0-9._~-]{16,256}$/, '16-256 URL-safe characters')
+        .optional(),
+    ),
+    BODY_LIMIT_BYTES: integer(1024, 64 * 1024 * 1024).default(6 * 1024 * 1024),
+    SHUTDOWN_DELAY_MS: integer(0, 600_000)
+      .default(0)
+      .describe('After SIGTERM, keep serving (unready) this long so endpoints stop routing to us'),
+    SHUTDOWN_TIMEOUT_MS: integer(0, 600_000).default(20_000),
+    LOG_LEVEL: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info'),
+    SERVICE_ACCOUNTS_FILE: optionalString.describe(
+      'Read ServiceAccounts from this YAML file instead of a cluster (local development)',
+    ),
+    KUBECONFIG: optionalString,
+  })
+  .readonly()
+
+export type Config = z.infer<typeof configSchema>
+
+/** How the process serves: plain HTTP (Knative, local dev) or HTTPS from certificate files (classic). */
+export type ServeMode = 'http' | 'https'
+
+/** Knative (K_SERVICE set) serves plain HTTP behind queue-proxy; otherwise HTTPS. */
+export function serveMode(config: Config): ServeMode {
+  return config.K_SERVICE === undefined ? 'https' : 'http'
+}
+
+/** The port to listen on: PORT, else 8080 in HTTP mode and 8443 in HTTPS mode. */
+export function listenPort(config: Config, mode: ServeMode): number {
+  return config.PORT ?? (mode === 'http' ? 8080 : 8443)
+}
+
+/**
+ * Parses an env record. Unknown variables are ignored; every invalid one is listed in the error.
+ * @example loadConfig({ PORT: '9443', INVALID_ROLE_POLICY: 'warn' })
+ */
+export function loadConfig(
+  env: Readonly<Record<string, string | undefined>>,
+): Result<Config, string> {
+  const parsed = configSchema.safeParse(env)
+  if (!parsed.success) return err(z.prettifyError(parsed.error))
+  return ok(parsed.data)
+}
