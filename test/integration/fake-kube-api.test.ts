@@ -329,6 +329,29 @@ describe('the fake kube-apiserver beyond ServiceAccount reads', () => {
   })
 })
 
+describe('a watch from a resourceVersion older than the kept event log', () => {
+  it('gets an ERROR event with a 410 Expired Status, as client-node expects for a relist', async () => {
+    const fake = await startFakeKubeApi({ serviceAccounts: [irsaSa] })
+    try {
+      const first = irsaSa.metadata
+      for (let i = 0; i < 1001; i += 1) {
+        fake.setServiceAccount({ ...irsaSa, metadata: { ...first, labels: { n: String(i) } } })
+      }
+      const response = await get(fake, '/api/v1/serviceaccounts?watch=true&resourceVersion=1')
+      const events = (await within(response.text(), 10_000, 'the watch to end'))
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { type: string; object: StatusBody })
+      assert.deepEqual(
+        events.map((e) => [e.type, e.object.kind, e.object.reason, e.object.code]),
+        [['ERROR', 'Status', 'Expired', 410]],
+      )
+    } finally {
+      await fake.close()
+    }
+  })
+})
+
 describe('closing the fake kube-apiserver', () => {
   it('ends an open client-node Watch and resolves promptly', async () => {
     const fake = await startFakeKubeApi({ serviceAccounts: [irsaSa] })
