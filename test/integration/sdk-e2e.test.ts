@@ -14,45 +14,7 @@ import {
 } from '@aws-sdk/client-sts'
 import { type FakeSts, startFakeSts, VULTR_STS_PATH } from '../support/fake-sts.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
-
-// TEMPORARY stand-in for test/support/webhook.ts (not yet written); replaced by the real import.
-async function admit(review: any, sas: any[], env: Record<string, string> = {}) {
-  const fjp = await import('fast-json-patch')
-  const pod = review.request.object
-  const role = sas[0].metadata.annotations['api.vultr.com/role']
-  const mountPath = '/var/run/secrets/vultr.com/serviceaccount'
-  const patch: any[] = [
-    {
-      op: 'add',
-      path: '/spec/volumes/-',
-      value: {
-        name: 'vultr-irsa-token',
-        projected: {
-          sources: [
-            { serviceAccountToken: { audience: 'vultr', expirationSeconds: 86400, path: 'token' } },
-          ],
-        },
-      },
-    },
-    {
-      op: 'add',
-      path: '/spec/containers/0/env',
-      value: [
-        { name: 'AWS_ROLE_ARN', value: role },
-        { name: 'AWS_WEB_IDENTITY_TOKEN_FILE', value: `${mountPath}/token` },
-        { name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' },
-        { name: 'AWS_ENDPOINT_URL_STS', value: env['STS_ENDPOINT'] },
-      ],
-    },
-    {
-      op: 'add',
-      path: '/spec/containers/0/volumeMounts/-',
-      value: { name: 'vultr-irsa-token', mountPath, readOnly: true },
-    },
-  ]
-  const mutatedPod = fjp.default.applyPatch(structuredClone(pod), patch).newDocument
-  return { status: 200, body: { response: { allowed: true } }, patch, mutatedPod }
-}
+import { admit } from '../support/webhook.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const FIXTURES = join(ROOT, 'test/fixtures/admission')
