@@ -11,7 +11,13 @@ import { readFileSync } from 'node:fs'
 import { KubeConfig } from '@kubernetes/client-node'
 import { pino } from 'pino'
 import { createApp, type Logger } from './function/app.ts'
-import { type Config, listenPort, loadConfig, serveMode } from './function/config.ts'
+import {
+  type Config,
+  listenPort,
+  loadConfig,
+  reviewSettings,
+  serveMode,
+} from './function/config.ts'
 import { createMetrics, type Metrics } from './function/metrics.ts'
 import { startServer } from './function/server.ts'
 import {
@@ -19,6 +25,7 @@ import {
   createStaticServiceAccountSource,
   createWatchServiceAccountSource,
   type ManagedServiceAccountSource,
+  parseYamlDocuments,
 } from './function/service-accounts.ts'
 
 const DEV_SERVICE_ACCOUNTS = new URL('./examples/service-accounts.yaml', import.meta.url)
@@ -32,7 +39,7 @@ async function createSource(
   const file =
     config.SERVICE_ACCOUNTS_FILE ?? (dev && !config.KUBECONFIG ? DEV_SERVICE_ACCOUNTS : undefined)
   if (file !== undefined) {
-    const source = createStaticServiceAccountSource(readFileSync(file, 'utf8'))
+    const source = createStaticServiceAccountSource(parseYamlDocuments(readFileSync(file, 'utf8')))
     return { source, description: `file ${file instanceof URL ? file.pathname : file}` }
   }
   const kubeConfig = new KubeConfig()
@@ -76,13 +83,7 @@ async function main(): Promise<void> {
   let shuttingDown = false
   const app = createApp({
     serviceAccounts: source,
-    settings: {
-      audience: config.TOKEN_AUDIENCE,
-      expirationSeconds: config.TOKEN_EXPIRATION_SECONDS,
-      stsEndpoint: config.STS_ENDPOINT,
-      region: config.DEFAULT_REGION,
-      invalidRolePolicy: config.INVALID_ROLE_POLICY,
-    },
+    settings: reviewSettings(config),
     logger: log,
     metrics,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,

@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { DEFAULTS, MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS } from './names.ts'
 import { err, ok, type Result } from './result.ts'
+import type { ReviewSettings } from './review-pod.ts'
 
 const optionalString = z
   .string()
@@ -87,4 +88,15 @@ export function loadConfig(
   const parsed = configSchema.safeParse(env)
   if (!parsed.success) return err(z.prettifyError(parsed.error))
   return ok(parsed.data)
+}
+
+/** The review settings (identity defaults and invalid-role policy) from config. */
+export function reviewSettings(config: Config): ReviewSettings {
+  return {
+    audience: config.TOKEN_AUDIENCE,
+    expirationSeconds: config.TOKEN_EXPIRATION_SECONDS,
+    stsEndpoint: config.STS_ENDPOINT,
+    region: config.DEFAULT_REGION,
+    invalidRolePolicy: config.INVALID_ROLE_POLICY,
+  }
 }

@@ -10,10 +10,14 @@
  */
 import {
   ApiException,
+  type ConfigurationOptions,
   CoreV1Api,
   type KubeConfig,
   loadAllYaml,
   makeInformer,
+  Observable,
+  type RequestContext,
+  type ResponseContext,
   type V1ServiceAccount,
 } from '@kubernetes/client-node'
 import { type ServiceAccountInfo, serviceAccountSchema } from './kube-objects.ts'
@@ -66,21 +70,21 @@ async function fetchServiceAccount(
   name: string,
   signal: AbortSignal,
 ): Promise<Lookup> {
-  const options = {
+  // client-node's object-parameter API runs middleware as Observables (a plain async function fails there).
+  const options: ConfigurationOptions = {
     middleware: [
       {
-        pre: async (context: { setSignal(signal: AbortSignal): void }) => {
+        pre: (context: RequestContext) => {
           context.setSignal(signal)
-          return context
+          return new Observable(Promise.resolve(context))
         },
-        post: async <T>(response: T) => response,
+        post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
       },
     ],
-    middlewareMergeStrategy: 'append' as const,
+    middlewareMergeStrategy: 'append',
   }
   try {
-    // biome-ignore lint/suspicious/noExplicitAny: the generated client types its middleware loosely
-    const sa = await core.readNamespacedServiceAccount({ name, namespace }, options as any)
+    const sa = await core.readNamespacedServiceAccount({ name, namespace }, options)
     return { kind: 'found', serviceAccount: toServiceAccountInfo(sa, namespace) }
   } catch (error) {
     if (error instanceof ApiException && error.code === 404) return { kind: 'not-found' }
@@ -194,10 +198,17 @@ export function createWatchServiceAccountSource(
   }
 }
 
-/** ServiceAccounts from YAML documents (local development without a cluster). */
-export function createStaticServiceAccountSource(yamlText: string): ManagedServiceAccountSource {
+/** Parses a multi-document YAML text (e.g. `examples/service-accounts.yaml`). */
+export function parseYamlDocuments(text: string): unknown[] {
+  return loadAllYaml(text)
+}
+
+/** ServiceAccounts held in memory (local development without a cluster, tests). Non-ServiceAccounts are ignored. */
+export function createStaticServiceAccountSource(
+  objects: readonly unknown[],
+): ManagedServiceAccountSource {
   const byKey = new Map<string, ServiceAccountInfo>()
-  for (const doc of loadAllYaml(yamlText)) {
+  for (const doc of objects) {
     const parsed = serviceAccountSchema.safeParse(doc)
     if (!parsed.success) continue
     const { name, namespace = 'default', annotations } = parsed.data.metadata

@@ -1,0 +1,78 @@
+/**
+ * Runs the real webhook app in process (no sockets) with in-memory ServiceAccounts, and applies the patch it
+ * returns with a real RFC 6902 library (fast-json-patch), so tests see exactly what the apiserver would admit.
+ * @module
+ */
+
+import type { Operation } from 'fast-json-patch'
+import fastJsonPatch from 'fast-json-patch'
+import { createApp } from '../../function/app.ts'
+import { loadConfig, reviewSettings } from '../../function/config.ts'
+import { createMetrics } from '../../function/metrics.ts'
+import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
+
+/** A logger that keeps lines in memory. */
+export function memoryLogger() {
+  const lines: { level: string; fields: object; message?: string | undefined }[] = []
+  const at = (level: string) => (fields: object, message?: string) => {
+    lines.push({ level, fields, message })
+  }
+  return { lines, info: at('info'), warn: at('warn'), error: at('error') }
+}
+
+/** Builds the app from an env record (webhook config) and ServiceAccount objects. */
+export function createTestApp(
+  serviceAccounts: readonly object[],
+  env: Record<string, string> = {},
+) {
+  const config = loadConfig(env)
+  if (!config.ok) throw new Error(config.error)
+  const logger = memoryLogger()
+  const metrics = createMetrics()
+  const app = createApp({
+    serviceAccounts: createStaticServiceAccountSource(serviceAccounts),
+    settings: reviewSettings(config.value),
+    logger,
+    metrics,
+    bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
+    lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
+    mutatePathToken: config.value.MUTATE_PATH_TOKEN,
+    ready: () => true,
+  })
+  return { app, logger, metrics }
+}
+
+/** Decodes a response's base64 JSONPatch (empty when there is none). */
+export function decodePatch(response: { patch?: string }): Operation[] {
+  if (response.patch === undefined) return []
+  return JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as Operation[]
+}
+
+/** Applies a JSON Patch to a deep copy of `document`, validating each operation (throws if it cannot apply). */
+export function applyPatch<T>(document: T, patch: readonly Operation[]): T {
+  const copy = structuredClone(document)
+  return fastJsonPatch.applyPatch(copy, [...patch], true, true).newDocument
+}
+
+/**
+ * POSTs `review` to the in-process app and returns the HTTP status, the body, the decoded patch and
+ * `request.object` with that patch applied.
+ */
+export async function admit(
+  review: unknown,
+  serviceAccounts: readonly object[],
+  env: Record<string, string> = {},
+  // biome-ignore lint/suspicious/noExplicitAny: test helper returns wire JSON
+): Promise<{ status: number; body: any; patch: Operation[]; mutatedPod: any }> {
+  const { app } = createTestApp(serviceAccounts, env)
+  const response = await app.request('/mutate?timeout=10s', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(review),
+  })
+  // biome-ignore lint/suspicious/noExplicitAny: wire JSON
+  const body: any = await response.json()
+  const patch = response.status === 200 ? decodePatch(body.response) : []
+  const object = (review as { request?: { object?: unknown } }).request?.object
+  return { status: response.status, body, patch, mutatedPod: applyPatch(object, patch) }
+}
