@@ -1,0 +1,242 @@
+/**
+ * Runs generate-certs.sh for real (openssl, and kubectl only offline: --dry-run=client, patch --local) and checks
+ * the certificates with Node's X509Certificate: the chain, the exact SAN the API server checks, serverAuth, and the
+ * caBundle in every webhook. A fake kubectl (real kubectl underneath, state in files) covers the cluster path.
+ */
+
+import assert from 'node:assert/strict'
+import { execFile, execFileSync } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, test } from 'node:test'
+import { promisify } from 'node:util'
+import { dumpYaml, loadAllYaml } from '@kubernetes/client-node'
+
+const root = join(import.meta.dirname, '..', '..')
+const script = join(root, 'generate-certs.sh')
+const run = promisify(execFile)
+const work = mkdtempSync(join(tmpdir(), 'irsa-certs-'))
+after(() => rmSync(work, { recursive: true, force: true }))
+
+function onPath(tool: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+const missing = ['bash', 'openssl', 'kubectl'].filter((tool) => !onPath(tool))
+const skip = missing.length > 0 ? `needs ${missing.join(', ')} on PATH` : false
+
+/** Reads a value from parsed YAML by a dotted path (`webhooks.0.clientConfig.caBundle`). */
+function get(value: unknown, path: string): unknown {
+  return path
+    .split('.')
+    .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], value)
+}
+const text = (value: unknown, path: string): string => {
+  const found = get(value, path)
+  assert.equal(typeof found, 'string', `${path} is a string`)
+  return found as string
+}
+const readYaml = (path: string): unknown[] => loadAllYaml(readFileSync(path, 'utf8'))
+const fromBase64 = (value: string): string => Buffer.from(value, 'base64').toString('utf8')
+const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
+
+/** Two webhooks, so "every webhook gets the caBundle" is really exercised. */
+function twoWebhookFile(source: string, target: string): string {
+  const [mwc] = readYaml(join(root, source))
+  const hooks = get(mwc, 'webhooks') as Record<string, unknown>[]
+  hooks.push({ ...hooks[0], name: 'second.irsa.vultr.com' })
+  writeFileSync(target, dumpYaml(mwc))
+  return target
+}
+
+async function certs(args: string[], env: NodeJS.ProcessEnv = process.env) {
+  const result = await run('bash', [script, ...args], { cwd: work, env, timeout: 60_000 })
+  return { stdout: result.stdout, stderr: result.stderr }
+}
+
+function caBundles(mwcPath: string): string[] {
+  const [mwc] = readYaml(mwcPath)
+  const hooks = get(mwc, 'webhooks') as unknown[]
+  return hooks.map((hook) => fromBase64(text(hook, 'clientConfig.caBundle')))
+}
+
+function checkLeaf(dir: string, host: string): void {
+  const ca = new X509Certificate(readFileSync(join(dir, 'ca.crt')))
+  const leaf = new X509Certificate(readFileSync(join(dir, 'tls.crt')))
+  assert.equal(ca.ca, true, 'the CA is a CA')
+  assert.equal(leaf.ca, false, 'the leaf is not a CA')
+  assert.ok(leaf.checkIssued(ca) && leaf.verify(ca.publicKey), 'the leaf is signed by the CA')
+  assert.equal(leaf.subjectAltName, `DNS:${host}, DNS:${host}.cluster.local`)
+  assert.equal(leaf.checkHost(host), host)
+  assert.deepEqual(leaf.keyUsage, [EKU_SERVER_AUTH])
+  execFileSync(
+    'openssl',
+    [
+      'verify',
+      '-CAfile',
+      join(dir, 'ca.crt'),
+      '-purpose',
+      'sslserver',
+      '-verify_hostname',
+      host,
+      join(dir, 'tls.crt'),
+    ],
+    { stdio: 'ignore', timeout: 30_000 },
+  )
+}
+
+function checkSecret(dir: string, name: string): void {
+  const [secret] = readYaml(join(dir, 'secret.yaml'))
+  assert.equal(get(secret, 'kind'), 'Secret')
+  assert.equal(get(secret, 'type'), 'kubernetes.io/tls')
+  assert.equal(get(secret, 'metadata.name'), name)
+  assert.equal(get(secret, 'metadata.namespace'), 'irsa-system')
+  const data = get(secret, 'data') as Record<string, string>
+  assert.equal(fromBase64(data['tls.crt'] ?? ''), readFileSync(join(dir, 'tls.crt'), 'utf8'))
+  assert.equal(fromBase64(data['tls.key'] ?? ''), readFileSync(join(dir, 'tls.key'), 'utf8'))
+}
+
+const modes = [
+  {
+    mode: 'classic',
+    host: 'irsa-webhook.irsa-system.svc',
+    secret: 'irsa-webhook-certs',
+    mwc: 'deploy/base/webhook.yaml',
+  },
+  {
+    mode: 'knative',
+    host: 'irsa-webhook.kourier-system.svc',
+    secret: 'irsa-webhook-tls',
+    mwc: 'knative/base/webhook.yaml',
+  },
+] as const
+
+describe('generate-certs.sh --dry-run', { skip }, () => {
+  for (const { mode, host, secret, mwc } of modes) {
+    test(`${mode} mode signs a serverAuth leaf for exactly ${host}, writes the Secret and patches every webhook`, async () => {
+      const out = join(work, `dry-${mode}`)
+      const file = twoWebhookFile(mwc, join(work, `${mode}-mwc.yaml`))
+      const { stdout } = await certs([
+        '--mode',
+        mode,
+        '--dry-run',
+        '--out',
+        out,
+        '--webhook-file',
+        file,
+      ])
+      checkLeaf(out, host)
+      checkSecret(out, secret)
+      const ca = readFileSync(join(out, 'ca.crt'), 'utf8')
+      assert.deepEqual(caBundles(join(out, 'webhook.yaml')), [ca, ca])
+      assert.match(stdout, new RegExp(`name: ${secret}`), 'the Secret is printed')
+      assert.match(stdout, /caBundle: /, 'the patched webhook configuration is printed')
+    })
+  }
+
+  test('a second run reuses the CA (same caBundle) and issues a new leaf', async () => {
+    const out = join(work, 'twice')
+    const args = ['--mode', 'classic', '--dry-run', '--out', out]
+    await certs(args)
+    const first = {
+      bundle: caBundles(join(out, 'webhook.yaml')),
+      leaf: readFileSync(join(out, 'tls.crt'), 'utf8'),
+    }
+    const { stderr } = await certs(args)
+    assert.match(stderr, /reusing the CA/)
+    assert.deepEqual(caBundles(join(out, 'webhook.yaml')), first.bundle)
+    assert.notEqual(readFileSync(join(out, 'tls.crt'), 'utf8'), first.leaf)
+    checkLeaf(out, 'irsa-webhook.irsa-system.svc')
+  })
+
+  test('--rotate-ca makes a new CA, trusts old and new for that run, then only the new one', async () => {
+    const out = join(work, 'rotate')
+    const args = ['--mode', 'knative', '--dry-run', '--out', out]
+    await certs(args)
+    const oldCa = readFileSync(join(out, 'ca.crt'), 'utf8')
+    await certs([...args, '--rotate-ca'])
+    const newCa = readFileSync(join(out, 'ca.crt'), 'utf8')
+    assert.notEqual(newCa, oldCa)
+    assert.deepEqual(caBundles(join(out, 'webhook.yaml')), [newCa + oldCa])
+    checkLeaf(out, 'irsa-webhook.kourier-system.svc')
+    await certs(args)
+    assert.deepEqual(caBundles(join(out, 'webhook.yaml')), [newCa])
+  })
+
+  test('--gateway-namespace moves the Knative SAN to the Operator install gateway', async () => {
+    const out = join(work, 'operator')
+    await certs([
+      '--mode',
+      'knative',
+      '--gateway-namespace',
+      'knative-serving',
+      '--dry-run',
+      '--out',
+      out,
+    ])
+    checkLeaf(out, 'irsa-webhook.knative-serving.svc')
+  })
+
+  test('a bad mode is refused with the usage text', async () => {
+    await assert.rejects(certs(['--mode', 'serverless', '--dry-run']), (error: unknown) => {
+      assert.match(String(get(error, 'stderr')), /--mode must be classic or knative/)
+      return true
+    })
+  })
+})
+
+/** kubectl for the cluster path: state lives in files, and the real kubectl does every offline step. */
+const FAKE_KUBECTL = `#!/usr/bin/env bash
+set -euo pipefail
+printf '%s\\n' "$*" >>"$FAKE_STATE/calls.log"
+args=("$@")
+[[ $1 == -n ]] && shift 2
+case "$1 \${2:-}" in
+  'get namespace') exit 0 ;;
+  'get secret')
+    f=$FAKE_STATE/secret-$3.yaml
+    [[ -f $f ]] || { echo 'Error from server (NotFound)' >&2; exit 1; }
+    shift 3; exec "$REAL_KUBECTL" patch --local -f "$f" --type=merge -p '{}' "$@" ;;
+  'apply -f')
+    name=$("$REAL_KUBECTL" patch --local -f "$3" --type=merge -p '{}' -o 'jsonpath={.metadata.name}')
+    cp "$3" "$FAKE_STATE/secret-$name.yaml"; echo "secret/$name configured" ;;
+  'get mutatingwebhookconfiguration')
+    shift 3; [[ $# -eq 0 ]] && set -- -o name
+    exec "$REAL_KUBECTL" patch --local -f "$FAKE_STATE/mwc.yaml" --type=merge -p '{}' "$@" ;;
+  'patch mutatingwebhookconfiguration')
+    shift 3; "$REAL_KUBECTL" patch --local -f "$FAKE_STATE/mwc.yaml" "$@" -o yaml >"$FAKE_STATE/mwc.next"
+    mv "$FAKE_STATE/mwc.next" "$FAKE_STATE/mwc.yaml"; echo patched ;;
+  *) exec "$REAL_KUBECTL" "\${args[@]}" ;;
+esac
+`
+
+describe('generate-certs.sh against a cluster (fake kubectl)', { skip }, () => {
+  test('applies both Secrets, patches every webhook, and reuses the CA from the cluster on the next run', async () => {
+    const state = mkdtempSync(join(work, 'cluster-'))
+    const kubectl = join(state, 'kubectl')
+    writeFileSync(kubectl, FAKE_KUBECTL)
+    chmodSync(kubectl, 0o755)
+    twoWebhookFile('deploy/base/webhook.yaml', join(state, 'mwc.yaml'))
+    const realKubectl = execFileSync('sh', ['-c', 'command -v kubectl'], {
+      encoding: 'utf8',
+    }).trim()
+    const env = { ...process.env, KUBECTL: kubectl, FAKE_STATE: state, REAL_KUBECTL: realKubectl }
+    await certs(['--mode', 'classic'], env)
+    const [tls] = readYaml(join(state, 'secret-irsa-webhook-certs.yaml'))
+    const [caSecret] = readYaml(join(state, 'secret-irsa-webhook-ca.yaml'))
+    const ca = fromBase64((get(caSecret, 'data') as Record<string, string>)['ca.crt'] ?? '')
+    assert.equal(get(tls, 'type'), 'kubernetes.io/tls')
+    assert.deepEqual(caBundles(join(state, 'mwc.yaml')), [ca, ca])
+    const { stderr } = await certs(['--mode', 'classic'], env)
+    assert.match(stderr, /found the CA in Secret irsa-system\/irsa-webhook-ca/)
+    assert.deepEqual(caBundles(join(state, 'mwc.yaml')), [ca, ca])
+    const calls = readFileSync(join(state, 'calls.log'), 'utf8')
+    assert.match(calls, /^patch mutatingwebhookconfiguration irsa-webhook --type=json/m)
+  })
+})
