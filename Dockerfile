@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# irsa-webhook image: one esbuild bundle (dist/handler.js) on Node 24 LTS, nothing else.
+#   docker build -t registry.example.com/irsa-webhook:0.1.0 .
+# The same artefact the tests start: `npm run build` writes dist/, `npm start` runs `node dist/handler.js`.
+
+# Keep in step with the `node` devDependency in package.json (the Node the tests run on).
+ARG NODE_VERSION=24.21.0
+
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+# --ignore-scripts: no dependency runs code at install time. The one install script we would skip that matters is
+# the `node` devDependency's, which downloads a second Node binary for the tests; the image already has this exact
+# Node version, so we drop its placeholder from node_modules/.bin and npm scripts use the image's node. esbuild
+# needs no install script (it finds its binary in the @esbuild/<platform> optional dependency).
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+ && rm -f node_modules/.bin/node \
+ && node --version
+COPY . .
+RUN npm run build \
+ && test -f dist/handler.js \
+ && node -e "const p=require('./dist/package.json'); if (p.type !== 'module') process.exit(1)"
+
+# Runtime: distroless (glibc, libstdc++, CA certificates; no shell, no package manager, no npm) plus the Node
+# binary from the build stage, so the runtime Node is exactly NODE_VERSION. The bundle inlines every production
+# dependency, so no node_modules is needed.
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+COPY --from=build /usr/local/bin/node /usr/local/bin/node
+WORKDIR /app
+COPY --from=build --chown=0:0 /src/dist/ /app/dist/
+# 65532:65532 is distroless "nonroot"; the files stay root-owned and read-only to the process.
+USER 65532:65532
+ENV NODE_ENV=production
+# Nothing is written at run time: run with readOnlyRootFilesystem: true.
+EXPOSE 8443 8080
+# Exec form: node is PID 1 and receives SIGTERM directly (the app installs the handler and drains).
+ENTRYPOINT []
+CMD ["node", "dist/handler.js"]
