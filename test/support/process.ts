@@ -1,0 +1,166 @@
+/**
+ * Runs the webhook as a child process (`node handler.ts` or `node dist/handler.js`) and waits for its
+ * `listening` JSON log line. Every wait is bounded; children are killed on teardown and when the test process exits.
+ * @module
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+/** The repository root, for `cwd` and entry paths. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+export interface SpawnOptions {
+  /** Script to run, relative to the repository root (default `handler.ts`). */
+  readonly entry?: string
+  readonly args?: readonly string[]
+  /** The child's whole environment besides PATH: nothing else leaks in from the test process. */
+  readonly env?: Readonly<Record<string, string>>
+  /** Bound for start-up (default 20 s). */
+  readonly timeoutMs?: number
+}
+
+export interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+export interface ChildServer {
+  readonly child: ChildProcess
+  readonly port: number
+  /** `performance.now()` just before spawning, for start-up timing. */
+  readonly spawnedAt: number
+  /** Every JSON log line so far, parsed. */
+  readonly logs: Record<string, unknown>[]
+  stdout(): string
+  stderr(): string
+  /** Resolves with the exit status; rejects after `timeoutMs`. */
+  exited(timeoutMs?: number): Promise<Exit>
+  /** SIGKILL if still running, then waits (bounded) for the exit. Safe to call twice. */
+  stop(): Promise<void>
+}
+
+const live = new Set<ChildProcess>()
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL')
+})
+
+/** Fails (instead of hanging) when `promise` has not settled within `ms`. */
+export async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms)
+  })
+  try {
+    return await Promise.race([promise, limit])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Polls `check` every 25 ms until it returns a value other than undefined; bounded. */
+export async function poll<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<T> {
+  const loop = async () => {
+    for (;;) {
+      const value = await check()
+      if (value !== undefined) return value
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+  return within(loop(), timeoutMs, what)
+}
+
+function parseLine(line: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(line)
+    return typeof value === 'object' && value !== null
+      ? (value as Record<string, unknown>)
+      : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function launch(options: SpawnOptions) {
+  const env = { PATH: process.env['PATH'] ?? '', ...options.env }
+  const spawnedAt = performance.now()
+  const child = spawn(process.execPath, [options.entry ?? 'handler.ts', ...(options.args ?? [])], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  live.add(child)
+  const out = { stdout: '', stderr: '', logs: [] as Record<string, unknown>[] }
+  let partial = ''
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    out.stdout += chunk
+    const lines = (partial + chunk).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) {
+      const parsed = parseLine(line)
+      if (parsed !== undefined) out.logs.push(parsed)
+    }
+  })
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    out.stderr += chunk
+  })
+  const exit = new Promise<Exit>((resolve) => {
+    child.once('exit', (code, signal) => {
+      live.delete(child)
+      resolve({ code, signal })
+    })
+  })
+  return { child, spawnedAt, out, exit }
+}
+
+/** Runs the entry to completion (for start-up failures): exit status and output; bounded. */
+export async function runToExit(options: SpawnOptions) {
+  const { child, out, exit } = launch(options)
+  try {
+    const status = await within(exit, options.timeoutMs ?? 20_000, 'the child to exit')
+    return { ...status, stdout: out.stdout, stderr: out.stderr }
+  } finally {
+    child.kill('SIGKILL')
+  }
+}
+
+/** Spawns the server and resolves once it logged `listening` (with its port). */
+export async function spawnServer(options: SpawnOptions = {}): Promise<ChildServer> {
+  const { child, spawnedAt, out, exit } = launch(options)
+  let running = true
+  exit.then(() => {
+    running = false
+  })
+  const exited = (timeoutMs = 20_000) => within(exit, timeoutMs, 'the child to exit')
+  const stop = async () => {
+    if (running) child.kill('SIGKILL')
+    await exited(10_000)
+  }
+  const listening = () => out.logs.find((line) => line['msg'] === 'listening')
+  try {
+    const line = await poll(
+      () => {
+        if (!running) throw new Error(`exited before listening:\n${out.stderr}${out.stdout}`)
+        return listening()
+      },
+      'the "listening" log line',
+      options.timeoutMs ?? 20_000,
+    )
+    return {
+      child,
+      port: Number(line['port']),
+      spawnedAt,
+      logs: out.logs,
+      stdout: () => out.stdout,
+      stderr: () => out.stderr,
+      exited,
+      stop,
+    }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
