@@ -71,10 +71,11 @@ function isOurVolume(volume: Volume, identity: Identity): boolean {
 function wantedEnv(
   identity: Identity,
   present: ReadonlySet<string>,
+  tokenFile: string,
 ): { name: string; value: string }[] {
   const env: { name: string; value: string }[] = [
     { name: ENV.roleArn, value: identity.roleArn },
-    { name: ENV.tokenFile, value: TOKEN_VOLUME.tokenFile },
+    { name: ENV.tokenFile, value: tokenFile },
     { name: ENV.regionalEndpoints, value: DEFAULTS.regionalEndpoints },
     { name: ENV.stsEndpoint, value: identity.stsEndpoint },
   ]
@@ -136,11 +137,22 @@ function planContainer(
   identity: Identity,
   ops: AddOperation[],
 ) {
+  const mounts = container.volumeMounts ?? []
+  // A container that already mounts our volume elsewhere reads the token there: point the env at that path.
+  const ownMount = mounts.find((mount) => mount.name === TOKEN_VOLUME.name)
+  const tokenFile =
+    ownMount === undefined
+      ? TOKEN_VOLUME.tokenFile
+      : `${ownMount.mountPath.replace(/\/+$/, '')}/${TOKEN_VOLUME.fileName}`
   const present = new Set((container.env ?? []).map((entry) => entry.name))
-  appendAll(ops, `${path}/env`, Array.isArray(container.env), wantedEnv(identity, present))
-  const mounted = (container.volumeMounts ?? []).some(
-    (mount) => mount.name === TOKEN_VOLUME.name || mount.mountPath === TOKEN_VOLUME.mountPath,
+  appendAll(
+    ops,
+    `${path}/env`,
+    Array.isArray(container.env),
+    wantedEnv(identity, present, tokenFile),
   )
+  const mounted =
+    ownMount !== undefined || mounts.some((mount) => mount.mountPath === TOKEN_VOLUME.mountPath)
   if (!mounted) {
     const mount = { name: TOKEN_VOLUME.name, mountPath: TOKEN_VOLUME.mountPath, readOnly: true }
     appendAll(ops, `${path}/volumeMounts`, Array.isArray(container.volumeMounts), [mount])

@@ -165,11 +165,15 @@ export function createWatchServiceAccountSource(
   options: ApiSourceOptions & { readonly onError?: (error: unknown) => void },
 ): ManagedServiceAccountSource & { start(): Promise<void> } {
   const core = kubeConfig.makeApiClient(CoreV1Api)
-  const informer = makeInformer(kubeConfig, '/api/v1/serviceaccounts', () =>
-    core.listServiceAccountForAllNamespaces(),
-  )
-  const fallback = createApiServiceAccountSource(kubeConfig, { ...options, ttlMs: 0 })
+  // The informer's start() resolves even when the LIST fails (it reports the error instead), so readiness
+  // follows a LIST that actually succeeded, including one made by a restart.
   let synced = false
+  const informer = makeInformer(kubeConfig, '/api/v1/serviceaccounts', async () => {
+    const list = await core.listServiceAccountForAllNamespaces()
+    synced = true
+    return list
+  })
+  const fallback = createApiServiceAccountSource(kubeConfig, { ...options, ttlMs: 0 })
   let closed = false
   let restart: NodeJS.Timeout | undefined
   informer.on('error', (error) => {
@@ -179,7 +183,6 @@ export function createWatchServiceAccountSource(
   return {
     async start() {
       await informer.start()
-      synced = true
     },
     ready: () => synced,
     async close() {
