@@ -27,6 +27,19 @@ export interface ServeOptions {
   /** HTTPS when set, plain HTTP otherwise. */
   readonly tls?: TlsFiles | undefined
   readonly logger: Logger
+  /** Overrides for the connection timeouts (tests use short ones); defaults suit kube-apiserver. */
+  readonly timeouts?: Partial<ServerTimeouts> | undefined
+}
+
+export interface ServerTimeouts {
+  /** Idle keep-alive sockets live this long. */
+  readonly keepAliveMs: number
+  /** The request headers must arrive within this. */
+  readonly headersMs: number
+  /** The whole request (headers and body) must arrive within this, else 408 and the socket closes. */
+  readonly requestMs: number
+  /** How often Node checks the two limits above (a slow body can live up to requestMs + this). */
+  readonly checkIntervalMs: number
 }
 
 export interface RunningServer {
@@ -50,10 +63,15 @@ export async function readKeyPair(certPath: string, keyPath: string): Promise<Ke
   return { cert, key }
 }
 
-// Keep connections open longer than kube-apiserver's idle pool so it never reuses a socket we just closed.
-const KEEP_ALIVE_MS = 90_000
-const HEADERS_TIMEOUT_MS = 35_000
-const REQUEST_TIMEOUT_MS = 40_000
+const DEFAULT_TIMEOUTS: ServerTimeouts = {
+  // Longer than kube-apiserver's idle pool, so it never reuses a socket we just closed.
+  keepAliveMs: 90_000,
+  headersMs: 35_000,
+  // kube-apiserver gives a webhook at most 30 s; a body still arriving after 40 s is an attack or a dead peer.
+  requestMs: 40_000,
+  // Node's default is 30 s, which would let a slow-loris body live ~70 s.
+  checkIntervalMs: 5_000,
+}
 
 function watchCertificates(server: HttpsServer, tls: TlsFiles, initial: KeyPair, logger: Logger) {
   let current = initial
@@ -82,6 +100,8 @@ function watchCertificates(server: HttpsServer, tls: TlsFiles, initial: KeyPair,
 /** Starts the server and resolves once it listens. */
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const { app, host, port, tls, logger } = options
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
+  const checking = { connectionsCheckingInterval: timeouts.checkIntervalMs }
   const pair = tls === undefined ? undefined : await readKeyPair(tls.certPath, tls.keyPath)
   const server = await new Promise<Server | HttpsServer>((resolve) => {
     const started = serve(
@@ -90,18 +110,18 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         hostname: host,
         port,
         ...(pair === undefined
-          ? {}
+          ? { serverOptions: checking }
           : {
               createServer: createHttpsServer,
-              serverOptions: { ...pair, minVersion: 'TLSv1.2' as const },
+              serverOptions: { ...pair, ...checking, minVersion: 'TLSv1.2' as const },
             }),
       },
       () => resolve(started as Server | HttpsServer),
     )
   })
-  server.keepAliveTimeout = KEEP_ALIVE_MS
-  server.headersTimeout = HEADERS_TIMEOUT_MS
-  server.requestTimeout = REQUEST_TIMEOUT_MS
+  server.keepAliveTimeout = timeouts.keepAliveMs
+  server.headersTimeout = timeouts.headersMs
+  server.requestTimeout = timeouts.requestMs
   const stopWatching =
     tls !== undefined && pair !== undefined
       ? watchCertificates(server as HttpsServer, tls, pair, logger)
