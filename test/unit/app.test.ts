@@ -36,7 +36,7 @@ function build(
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: responses are wire JSON
-type JsonResponse = Response & { json(): Promise<any> }
+type JsonResponse = Omit<Response, 'json'> & { json(): Promise<any> }
 
 function post(
   app: ReturnType<typeof build>['app'],
@@ -47,7 +47,7 @@ function post(
     method: 'POST',
     headers: { 'content-type': init.type ?? 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),
-  }) as Promise<JsonResponse>
+  }) as Promise<Response> as Promise<JsonResponse>
 }
 
 describe('POST /mutate envelope', () => {
