@@ -1,0 +1,58 @@
+/**
+ * Reading and writing manifest streams: YAML (one or more documents) or JSON, `kind: List` flattened.
+ * @module
+ */
+import { dumpYaml, loadAllYaml } from '@kubernetes/client-node'
+
+type Json = Record<string, unknown>
+
+function isObject(value: unknown): value is Json {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function flatten(documents: readonly unknown[]): unknown[] {
+  return documents.flatMap((doc) => {
+    if (isObject(doc) && typeof doc['kind'] === 'string' && doc['kind'].endsWith('List')) {
+      return Array.isArray(doc['items']) ? flatten(doc['items']) : []
+    }
+    return doc === null || doc === undefined ? [] : [doc]
+  })
+}
+
+/**
+ * Parses a manifest stream into plain JSON objects. JSON input is read as is. YAML goes through client-node's
+ * typed loader (`loadAllYaml`), which keeps only the fields of its Kubernetes model: patches are exact either way.
+ */
+export function parseDocuments(text: string, source: string): unknown[] {
+  const trimmed = text.trimStart()
+  try {
+    if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+      const parsed: unknown = JSON.parse(text)
+      return flatten(Array.isArray(parsed) ? parsed : [parsed])
+    }
+    return flatten(loadAllYaml(text).map((doc) => JSON.parse(JSON.stringify(doc ?? null))))
+  } catch (error) {
+    throw new Error(`${source}: cannot parse: ${error instanceof Error ? error.message : error}`)
+  }
+}
+
+/** Whether a document is a ServiceAccount. */
+export function isServiceAccount(doc: unknown): boolean {
+  return isObject(doc) && doc['kind'] === 'ServiceAccount'
+}
+
+/** ServiceAccounts without a namespace take `namespace` (as `kubectl apply -n` would). */
+export function withNamespace(doc: unknown, namespace: string): unknown {
+  if (!isObject(doc) || !isObject(doc['metadata']) || doc['metadata']['namespace']) return doc
+  return { ...doc, metadata: { ...doc['metadata'], namespace } }
+}
+
+/** Prints documents as a YAML stream (`---` between documents) or as JSON (a `List` when several). */
+export function formatDocuments(documents: readonly unknown[], output: 'yaml' | 'json'): string {
+  if (output === 'json') {
+    const value =
+      documents.length === 1 ? documents[0] : { apiVersion: 'v1', kind: 'List', items: documents }
+    return `${JSON.stringify(value, null, 2)}\n`
+  }
+  return documents.map((doc) => dumpYaml(doc)).join('---\n')
+}

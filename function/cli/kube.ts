@@ -1,0 +1,92 @@
+/**
+ * A small authenticated client for raw API paths, from a kubeconfig. `KubeConfig.applyToHTTPSOptions` supplies the
+ * credentials (token, exec plugin, client certificate), the CA or insecure-skip-tls-verify, and the agent (proxy
+ * or plain HTTP); the request itself is a plain node:http(s) request, so any path works — discovery documents,
+ * CRDs, `?dryRun=All` — without a generated API class per resource.
+ * @module
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest, type RequestOptions } from 'node:https'
+import { KubeConfig } from '@kubernetes/client-node'
+
+export interface KubeResponse {
+  readonly status: number
+  /** Parsed JSON, or undefined when the body is not JSON. */
+  readonly body: unknown
+  readonly text: string
+  readonly headers: IncomingHttpHeaders
+}
+
+export interface KubeClient {
+  /** The API server URL from the kubeconfig. */
+  readonly server: string
+  request(method: string, path: string, body?: unknown): Promise<KubeResponse>
+  get(path: string): Promise<KubeResponse>
+}
+
+/** Loads `path`, else $KUBECONFIG / ~/.kube/config / in-cluster, like kubectl. */
+export function loadKubeConfig(path: string | undefined): KubeConfig {
+  const config = new KubeConfig()
+  if (path === undefined) config.loadFromDefault()
+  else config.loadFromFile(path)
+  if (config.getCurrentCluster() === null) {
+    throw new Error(`kubeconfig ${path ?? '(default)'} has no current cluster`)
+  }
+  return config
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+function send(url: URL, options: RequestOptions, payload: string | undefined) {
+  const requestFn = url.protocol === 'https:' ? httpsRequest : httpRequest
+  return new Promise<KubeResponse>((resolve, reject) => {
+    const req = requestFn(url, options, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('error', reject)
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        resolve({ status: res.statusCode ?? 0, body: parseJson(text), text, headers: res.headers })
+      })
+    })
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** A client bound to the kubeconfig's current context. Every request gives up after `timeoutMs`. */
+export function createKubeClient(config: KubeConfig, timeoutMs = 15_000): KubeClient {
+  const server = config.getCurrentCluster()?.server ?? ''
+  const base = new URL(server)
+  const prefix = base.pathname.replace(/\/$/, '')
+  const client: KubeClient = {
+    server,
+    async request(method, path, body) {
+      const options: RequestOptions = {}
+      await config.applyToHTTPSOptions(options)
+      const payload = body === undefined ? undefined : JSON.stringify(body)
+      const headers: Record<string, string> = { accept: 'application/json' }
+      if (payload !== undefined) headers['content-type'] = 'application/json'
+      options.method = method
+      options.headers = { ...(options.headers as Record<string, string>), ...headers }
+      options.signal = AbortSignal.timeout(timeoutMs)
+      return send(new URL(`${base.origin}${prefix}${path}`), options, payload)
+    },
+    get: (path) => client.request('GET', path),
+  }
+  return client
+}
+
+/** The `message` of a Kubernetes Status body, else the HTTP status. */
+export function statusMessage(response: KubeResponse): string {
+  const body = response.body as { message?: unknown } | undefined
+  const message = typeof body?.message === 'string' ? body.message : response.text.slice(0, 200)
+  return `HTTP ${response.status}${message === '' ? '' : `: ${message}`}`
+}
