@@ -102,20 +102,29 @@ function checkSecret(dir: string, name: string): void {
   assert.equal(fromBase64(data['tls.key'] ?? ''), readFileSync(join(dir, 'tls.key'), 'utf8'))
 }
 
-const modes = [
-  {
-    mode: 'classic',
-    host: 'irsa-webhook.irsa-system.svc',
-    secret: 'irsa-webhook-certs',
-    mwc: 'deploy/base/webhook.yaml',
-  },
-  {
-    mode: 'knative',
-    host: 'irsa-webhook.kourier-system.svc',
-    secret: 'irsa-webhook-tls',
-    mwc: 'knative/base/webhook.yaml',
-  },
-] as const
+/** The names the certificate must match, read from the manifests themselves (not re-typed). */
+function fromManifests() {
+  const [service] = readYaml(join(root, 'deploy/base/service.yaml'))
+  const deployment = readYaml(join(root, 'deploy/base/deployment.yaml'))[0]
+  const mapping = readYaml(join(root, 'knative/base/domainmapping.yaml')).find(
+    (doc) => get(doc, 'kind') === 'DomainMapping',
+  )
+  return [
+    {
+      mode: 'classic',
+      host: `${text(service, 'metadata.name')}.${text(service, 'metadata.namespace')}.svc`,
+      secret: text(deployment, 'spec.template.spec.volumes.0.secret.secretName'),
+      mwc: 'deploy/base/webhook.yaml',
+    },
+    {
+      mode: 'knative',
+      host: text(mapping, 'metadata.name'),
+      secret: text(mapping, 'spec.tls.secretName'),
+      mwc: 'knative/base/webhook.yaml',
+    },
+  ] as const
+}
+const modes = fromManifests()
 
 describe('generate-certs.sh --dry-run', { skip }, () => {
   for (const { mode, host, secret, mwc } of modes) {
