@@ -219,6 +219,11 @@ function checkClassic(docs: Doc[]): void {
   const config = loadConfig(envOf(container))
   assert.ok(config.ok, 'the Deployment env is a valid app config')
   assert.equal(serveMode(config.value), 'https')
+  const drain = config.value.SHUTDOWN_DELAY_MS + config.value.SHUTDOWN_TIMEOUT_MS
+  assert.ok(
+    drain < Number(get(pod, 'spec.terminationGracePeriodSeconds')) * 1000,
+    'drains before SIGKILL',
+  )
   const port = listenPort(config.value, 'https')
   const ports = list(container, 'ports')
   assert.deepEqual(
@@ -288,6 +293,11 @@ function checkKnative(docs: Doc[], profile: 'scale-to-zero' | 'production'): str
   const config = loadConfig(envOf(container, { K_SERVICE: 'irsa-webhook' }))
   assert.ok(config.ok, 'the ksvc env is a valid app config')
   assert.equal(config.value.SA_LOOKUP_MODE, 'get', 'no informer LIST on every cold start')
+  const grace = Number(get(template, 'spec.timeoutSeconds')) * 1000 // Knative's terminationGracePeriod
+  assert.ok(
+    config.value.SHUTDOWN_DELAY_MS + config.value.SHUTDOWN_TIMEOUT_MS < grace,
+    'exits before SIGKILL',
+  )
   const port = listenPort(config.value, serveMode(config.value))
   assert.deepEqual(get(container, 'ports'), [{ name: 'http1', containerPort: port }])
   assert.equal(get(container, 'readinessProbe.httpGet.path'), ROUTES.readyz)
