@@ -1,0 +1,120 @@
+/**
+ * Doctor checks against the cluster's behaviour: RBAC of the webhook's ServiceAccount, namespace exclusions,
+ * a dry-run pod that must come back mutated, and OIDC discovery.
+ * @module
+ */
+import {
+  type CheckResult,
+  type DoctorContext,
+  fail,
+  getObject,
+  pass,
+  skip,
+  warn,
+} from './doctor-context.ts'
+import { fetchOidcDocuments } from './oidc.ts'
+import { selects } from './selector.ts'
+
+async function canI(context: DoctorContext, verb: string): Promise<boolean | string> {
+  const { namespace, name } = context.identity
+  const review = {
+    apiVersion: 'authorization.k8s.io/v1',
+    kind: 'SubjectAccessReview',
+    spec: {
+      user: `system:serviceaccount:${namespace}:${name}`,
+      groups: [
+        'system:serviceaccounts',
+        `system:serviceaccounts:${namespace}`,
+        'system:authenticated',
+      ],
+      resourceAttributes: { verb, group: '', resource: 'serviceaccounts' },
+    },
+  }
+  try {
+    const response = await context.client.request(
+      'POST',
+      '/apis/authorization.k8s.io/v1/subjectaccessreviews',
+      review,
+    )
+    const status = (response.body as { status?: { allowed?: boolean } } | undefined)?.status
+    if (response.status === 201 || response.status === 200) return status?.allowed === true
+    return `SubjectAccessReview → HTTP ${response.status}`
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error)
+  }
+}
+
+/** The webhook's ServiceAccount can get (and, for SA_LOOKUP_MODE=watch, list and watch) ServiceAccounts. */
+export async function checkRbac(context: DoctorContext): Promise<CheckResult> {
+  const { namespace, name } = context.identity
+  const title = `RBAC: ${namespace}/${name} can get serviceaccounts`
+  const [get, list, watch] = await Promise.all(
+    ['get', 'list', 'watch'].map((verb) => canI(context, verb)),
+  )
+  const manual = `kubectl auth can-i get serviceaccounts -A --as=system:serviceaccount:${namespace}:${name}`
+  if (typeof get === 'string') return fail(title, `cannot ask the API server: ${get}`, manual)
+  const fix = 'kubectl apply -k deploy/rbac (ClusterRole irsa-webhook-sa-reader and its binding)'
+  if (!get)
+    return fail(
+      title,
+      'denied: every lookup fails and pods are admitted unmutated (or rejected)',
+      fix,
+    )
+  if (list !== true || watch !== true) {
+    return warn(title, 'get allowed; list/watch denied (needed only for SA_LOOKUP_MODE=watch)', fix)
+  }
+  return pass(title, 'get, list and watch allowed')
+}
+
+async function namespaceLabels(
+  context: DoctorContext,
+  namespace: string,
+): Promise<Record<string, string>> {
+  const got = await getObject(context, `/api/v1/namespaces/${namespace}`)
+  const labels =
+    'found' in got
+      ? ((got.found['metadata'] as { labels?: Record<string, string> })?.labels ?? {})
+      : {}
+  return { ...labels, 'kubernetes.io/metadata.name': namespace }
+}
+
+/** Namespaces that must never wait for the webhook: its own, kube-system, and for Knative the serving stack. */
+export function protectedNamespaces(context: DoctorContext): string[] {
+  const names = [context.namespace, 'kube-system']
+  const gateway = context.webhook?.clientConfig?.service?.namespace
+  if (context.mode === 'knative') names.push('knative-serving', gateway ?? 'kourier-system')
+  return [...new Set(names)]
+}
+
+/** The namespaceSelector excludes the protected namespaces (no deadlock when the webhook itself restarts). */
+export async function checkExclusions(context: DoctorContext): Promise<CheckResult> {
+  const title = 'exclusions'
+  const selector = context.webhook?.namespaceSelector
+  if (context.webhook === undefined) return skip(title, 'no webhook configuration')
+  const included: string[] = []
+  for (const namespace of protectedNamespaces(context)) {
+    if (selects(selector, await namespaceLabels(context, namespace))) included.push(namespace)
+  }
+  if (included.length === 0)
+    return pass(title, `namespaceSelector excludes ${protectedNamespaces(context).join(', ')}`)
+  return fail(
+    title,
+    `namespaceSelector sends pods of ${included.join(', ')} to the webhook: it can deadlock its own restart`,
+    'add them to the kubernetes.io/metadata.name NotIn list of the namespaceSelector (as the shipped manifests do)',
+  )
+}
+
+/** The API server serves the OIDC discovery document and JWKS (Vultr needs them to trust the tokens). */
+export async function checkOidc(context: DoctorContext): Promise<CheckResult> {
+  const title = 'OIDC discovery'
+  try {
+    const { discovery, keys } = await fetchOidcDocuments(context.client)
+    return pass(title, `issuer ${discovery.issuer}, ${keys.length} signing key(s)`)
+  } catch (error) {
+    return fail(
+      title,
+      error instanceof Error ? error.message : String(error),
+      'set --service-account-issuer/--service-account-jwks-uri on the API server; readers need the ClusterRole system:service-account-issuer-discovery',
+    )
+  }
+}
