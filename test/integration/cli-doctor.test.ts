@@ -1,0 +1,292 @@
+// irsa-webhook doctor against a fake cluster with the shipped manifests: each check passes on a healthy
+// installation, and breaking one thing fails exactly that check.
+import assert from 'node:assert/strict'
+import { afterEach, beforeEach, describe, test } from 'node:test'
+import { createTestCertificates, writeCertificate } from '../support/tls.ts'
+import {
+  type FakeCluster,
+  putCertificateSecret,
+  putEndpoints,
+  ROLE,
+  runChild,
+  runInProcess,
+  startFakeCluster,
+} from './cli-fake-cluster.ts'
+
+type Json = Record<string, unknown>
+
+/** `{ check name: symbol }` from doctor output. */
+function results(stdout: string): Map<string, string> {
+  const map = new Map<string, string>()
+  for (const line of stdout.split('\n')) {
+    const match = /^([✔!✘-]) (.+?) — /.exec(line)
+    if (match?.[1] && match[2]) map.set(match[2], match[1])
+  }
+  return map
+}
+
+function failedChecks(stdout: string): string[] {
+  return [...results(stdout)].filter(([, symbol]) => symbol === '✘').map(([name]) => name)
+}
+
+async function doctor(cluster: FakeCluster, ...extra: string[]) {
+  return runInProcess([
+    'doctor',
+    '--kubeconfig',
+    cluster.api.kubeconfigPath,
+    '-s',
+    'default/app',
+    ...extra,
+  ])
+}
+
+function firstWebhook(cluster: FakeCluster): Json {
+  return (cluster.webhookConfiguration['webhooks'] as Json[])[0] ?? {}
+}
+
+function withWebhook(cluster: FakeCluster, change: (webhook: Json) => Json): void {
+  cluster.putWebhook({ webhooks: [change(structuredClone(firstWebhook(cluster)))] })
+}
+
+describe('irsa-webhook doctor (classic)', () => {
+  let cluster: FakeCluster
+  beforeEach(async () => {
+    cluster = await startFakeCluster('classic')
+  })
+  afterEach(() => cluster.close())
+
+  test('a healthy installation passes every check and exits 0 (child process)', async () => {
+    const run = await runChild([
+      'doctor',
+      '--kubeconfig',
+      cluster.api.kubeconfigPath,
+      '-s',
+      'default/app',
+    ])
+    assert.equal(run.code, 0, run.stdout + run.stderr)
+    const map = results(run.stdout)
+    assert.deepEqual(failedChecks(run.stdout), [])
+    for (const name of [
+      'MutatingWebhookConfiguration irsa-webhook',
+      'webhook settings',
+      'Service irsa-system/irsa-webhook',
+      'endpoints of irsa-system/irsa-webhook',
+      'caBundle verifies the serving certificate',
+      'certificate name',
+      'RBAC: irsa-system/irsa-webhook can get serviceaccounts',
+      'exclusions',
+      'dry-run pod with default/app',
+      'OIDC discovery',
+    ]) {
+      assert.equal(map.get(name), '✔', name)
+    }
+    // The test CA issues 2-day certificates: the expiry check warns (< 30 days) without failing.
+    assert.equal(map.get('certificate expiry'), '!')
+    assert.match(run.stdout, /mode classic/)
+  })
+
+  test('a missing MutatingWebhookConfiguration fails and the checks that need it are skipped', async () => {
+    const run = await doctor(cluster, '--configuration', 'not-there')
+    assert.equal(run.code, 1)
+    assert.deepEqual(failedChecks(run.stdout), ['MutatingWebhookConfiguration not-there'])
+    assert.equal(results(run.stdout).get('Service'), '-')
+    assert.match(run.stdout, /fix: install it: kubectl apply -k deploy\//)
+  })
+
+  test('webhook settings warn when reinvocationPolicy is Never (webhook ordering)', async () => {
+    withWebhook(cluster, (w) => ({ ...w, reinvocationPolicy: 'Never' }))
+    const run = await doctor(cluster)
+    assert.equal(results(run.stdout).get('webhook settings'), '!')
+    assert.match(run.stdout, /reinvocationPolicy is not IfNeeded/)
+    assert.equal(run.code, 0)
+  })
+
+  test('an ExternalName Service fails the Service check', async () => {
+    cluster.api.putObject('/api/v1/namespaces/irsa-system/services', {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'irsa-webhook', namespace: 'irsa-system' },
+      spec: {
+        type: 'ExternalName',
+        externalName: 'kourier-internal.kourier-system.svc.cluster.local',
+      },
+    })
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['Service irsa-system/irsa-webhook'])
+  })
+
+  test('no ready endpoints fails the endpoints check, and the dry-run pod sees the webhook down', async () => {
+    putEndpoints(cluster, false)
+    cluster.webhookUp = false
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), [
+      'endpoints of irsa-system/irsa-webhook',
+      'dry-run pod with default/app',
+    ])
+    assert.match(run.stdout, /the webhook is not responding/)
+    assert.equal(run.code, 1)
+  })
+
+  test('a caBundle from another CA fails the caBundle check', async () => {
+    const other = createTestCertificates({ dnsNames: ['irsa-webhook.irsa-system.svc'] })
+    withWebhook(cluster, (w) => ({
+      ...w,
+      clientConfig: {
+        ...(w['clientConfig'] as Json),
+        caBundle: Buffer.from(other.caPem).toString('base64'),
+      },
+    }))
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['caBundle verifies the serving certificate'])
+  })
+
+  test('a certificate for another name fails the name check', async () => {
+    const wrong = writeCertificate(cluster.certs.dir, {
+      dnsNames: ['irsa-webhook.default.svc'],
+      name: 'wrong',
+    })
+    putCertificateSecret(cluster, wrong.certPem)
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['certificate name'])
+    assert.match(run.stdout, /lacks irsa-webhook\.irsa-system\.svc/)
+  })
+
+  test('a missing certificate Secret fails the caBundle check and skips the others', async () => {
+    const run = await doctor(cluster, '--tls-secret', 'nope')
+    assert.deepEqual(failedChecks(run.stdout), ['caBundle verifies the serving certificate'])
+    assert.equal(results(run.stdout).get('certificate name'), '-')
+  })
+
+  test('RBAC without get fails; without list/watch only warns', async () => {
+    cluster.allowedVerbs.clear()
+    const denied = await doctor(cluster)
+    assert.deepEqual(failedChecks(denied.stdout), [
+      'RBAC: irsa-system/irsa-webhook can get serviceaccounts',
+    ])
+    cluster.allowedVerbs.add('get')
+    const partial = await doctor(cluster)
+    assert.equal(
+      results(partial.stdout).get('RBAC: irsa-system/irsa-webhook can get serviceaccounts'),
+      '!',
+    )
+  })
+
+  test('a namespaceSelector that lets the webhook namespace in fails the exclusions check', async () => {
+    withWebhook(cluster, (w) => ({
+      ...w,
+      namespaceSelector: {
+        matchExpressions: [
+          { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system'] },
+        ],
+      },
+    }))
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['exclusions'])
+    assert.match(run.stdout, /sends pods of irsa-system to the webhook/)
+  })
+
+  test('the dry-run pod fails for an unannotated ServiceAccount, an excluded namespace and an invalid role', async () => {
+    cluster.putServiceAccount('default', 'plain', {})
+    const plain = await doctor(cluster, '-s', 'default/plain')
+    assert.deepEqual(failedChecks(plain.stdout), ['dry-run pod with default/plain'])
+    assert.match(plain.stdout, /has no api\.vultr\.com\/role/)
+
+    cluster.putServiceAccount('kube-system', 'app', { 'api.vultr.com/role': ROLE })
+    const excluded = await doctor(cluster, '-s', 'kube-system/app')
+    assert.match(
+      excluded.stdout,
+      /✘ dry-run pod with kube-system\/app — came back without AWS_ROLE_ARN=/,
+    )
+
+    cluster.putServiceAccount('default', 'broken', { 'api.vultr.com/role': 'nope' })
+    const denied = await doctor(cluster, '-s', 'default/broken')
+    assert.match(
+      denied.stdout,
+      /✘ dry-run pod with default\/broken — the API server refused the pod: HTTP 403: admission webhook "irsa\.vultr\.com" denied the request/,
+    )
+  })
+
+  test('without --service-account the dry-run pod is skipped', async () => {
+    const run = await runInProcess(['doctor', '--kubeconfig', cluster.api.kubeconfigPath])
+    assert.equal(results(run.stdout).get('dry-run pod'), '-')
+    assert.equal(run.code, 0)
+  })
+
+  test('OIDC discovery that the API server does not serve fails the OIDC check', async () => {
+    cluster.oidc.up = false
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['OIDC discovery'])
+  })
+})
+
+describe('irsa-webhook doctor (knative)', () => {
+  let cluster: FakeCluster
+  beforeEach(async () => {
+    cluster = await startFakeCluster('knative')
+  })
+  afterEach(() => cluster.close())
+
+  test('a healthy Knative installation passes, detected as knative from the gateway alias', async () => {
+    const run = await doctor(cluster)
+    assert.equal(run.code, 0, run.stdout)
+    assert.match(run.stdout, /mode knative/)
+    const map = results(run.stdout)
+    assert.equal(map.get('Knative Service irsa-system/irsa-webhook'), '✔')
+    assert.equal(map.get('DomainMapping irsa-system/irsa-webhook.kourier-system.svc'), '✔')
+    assert.equal(map.get('ClusterDomainClaim irsa-webhook.kourier-system.svc'), '✔')
+    assert.equal(map.get('endpoints of kourier-system/irsa-webhook'), '✔')
+    assert.equal(map.get('caBundle verifies the serving certificate'), '✔')
+  })
+
+  test('a DomainMapping that is not Ready fails its check', async () => {
+    cluster.api.putObject(
+      '/apis/serving.knative.dev/v1beta1/namespaces/irsa-system/domainmappings',
+      {
+        apiVersion: 'serving.knative.dev/v1beta1',
+        kind: 'DomainMapping',
+        metadata: { name: 'irsa-webhook.kourier-system.svc', namespace: 'irsa-system' },
+        spec: { ref: { name: 'irsa-webhook' }, tls: { secretName: 'irsa-webhook-tls' } },
+        status: { conditions: [{ type: 'Ready', status: 'False', reason: 'DomainClaimNotOwned' }] },
+      },
+    )
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), [
+      'DomainMapping irsa-system/irsa-webhook.kourier-system.svc',
+    ])
+    assert.match(run.stdout, /Ready=False \(DomainClaimNotOwned\)/)
+  })
+
+  test('a ClusterDomainClaim for another namespace and a Knative Service not Ready fail their checks', async () => {
+    cluster.api.putObject('/apis/networking.internal.knative.dev/v1alpha1/clusterdomainclaims', {
+      metadata: { name: 'irsa-webhook.kourier-system.svc' },
+      spec: { namespace: 'default' },
+    })
+    cluster.api.putObject('/apis/serving.knative.dev/v1/namespaces/irsa-system/services', {
+      metadata: { name: 'irsa-webhook', namespace: 'irsa-system' },
+      status: { conditions: [{ type: 'Ready', status: 'False', reason: 'RevisionMissing' }] },
+    })
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), [
+      'Knative Service irsa-system/irsa-webhook',
+      'ClusterDomainClaim irsa-webhook.kourier-system.svc',
+    ])
+  })
+
+  test('a namespaceSelector that lets the gateway namespace in fails the exclusions check', async () => {
+    withWebhook(cluster, (w) => ({
+      ...w,
+      namespaceSelector: {
+        matchExpressions: [
+          {
+            key: 'kubernetes.io/metadata.name',
+            operator: 'NotIn',
+            values: ['kube-system', 'irsa-system', 'knative-serving'],
+          },
+        ],
+      },
+    }))
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['exclusions'])
+    assert.match(run.stdout, /sends pods of kourier-system/)
+  })
+})
