@@ -123,6 +123,8 @@ function nameResult(chain: X509Certificate[], host: string, fix: string) {
   return fail(name, `SAN ${leaf?.subjectAltName ?? '(none)'} lacks ${host}`, fix)
 }
 
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`
+
 function expiryResult(chain: X509Certificate[], now: number, fix: string) {
   const name = NAMES[2] ?? ''
   const leaf = chain[0]
@@ -131,6 +133,7 @@ function expiryResult(chain: X509Certificate[], now: number, fix: string) {
   if (new Date(leaf.validFrom).getTime() > now)
     return fail(name, `not valid before ${leaf.validFrom}`, fix)
   if (days < 0) return fail(name, `expired on ${leaf.validTo}`, fix)
-  if (days < WARN_DAYS) return warn(name, `expires in ${days} days (${leaf.validTo})`, fix)
-  return pass(name, `${days} days left (until ${leaf.validTo})`)
+  if (days < WARN_DAYS)
+    return warn(name, `expires in ${plural(days, 'day')} (${leaf.validTo})`, fix)
+  return pass(name, `${plural(days, 'day')} left (until ${leaf.validTo})`)
 }
