@@ -25,8 +25,8 @@ import {
   createStaticServiceAccountSource,
   createWatchServiceAccountSource,
   type ManagedServiceAccountSource,
-  parseYamlDocuments,
 } from './function/service-accounts.ts'
+import { parseYamlDocuments } from './function/yaml.ts'
 
 const DEV_SERVICE_ACCOUNTS = new URL('./examples/service-accounts.yaml', import.meta.url)
 

@@ -13,7 +13,6 @@ import {
   type ConfigurationOptions,
   CoreV1Api,
   type KubeConfig,
-  loadAllYaml,
   makeInformer,
   Observable,
   type RequestContext,
@@ -199,11 +198,6 @@ export function createWatchServiceAccountSource(
       return fallback.get(namespace, name, signal)
     },
   }
-}
-
-/** Parses a multi-document YAML text (e.g. `examples/service-accounts.yaml`). */
-export function parseYamlDocuments(text: string): unknown[] {
-  return loadAllYaml(text)
 }
 
 /** ServiceAccounts held in memory (local development without a cluster, tests). Non-ServiceAccounts are ignored. */

@@ -2,7 +2,7 @@
  * Reading and writing manifest streams: YAML (one or more documents) or JSON, `kind: List` flattened.
  * @module
  */
-import { dumpYaml, loadAllYaml } from '@kubernetes/client-node'
+import { parseYamlDocuments, stringifyYamlDocuments } from '../yaml.ts'
 
 type Json = Record<string, unknown>
 
@@ -19,10 +19,7 @@ function flatten(documents: readonly unknown[]): unknown[] {
   })
 }
 
-/**
- * Parses a manifest stream into plain JSON objects. JSON input is read as is. YAML goes through client-node's
- * typed loader (`loadAllYaml`), which keeps only the fields of its Kubernetes model: patches are exact either way.
- */
+/** Parses a manifest stream (YAML or JSON) into plain JSON objects; every field is kept. */
 export function parseDocuments(text: string, source: string): unknown[] {
   const trimmed = text.trimStart()
   try {
@@ -30,7 +27,7 @@ export function parseDocuments(text: string, source: string): unknown[] {
       const parsed: unknown = JSON.parse(text)
       return flatten(Array.isArray(parsed) ? parsed : [parsed])
     }
-    return flatten(loadAllYaml(text).map((doc) => JSON.parse(JSON.stringify(doc ?? null))))
+    return flatten(parseYamlDocuments(text))
   } catch (error) {
     throw new Error(`${source}: cannot parse: ${error instanceof Error ? error.message : error}`)
   }
@@ -54,5 +51,5 @@ export function formatDocuments(documents: readonly unknown[], output: 'yaml' | 
       documents.length === 1 ? documents[0] : { apiVersion: 'v1', kind: 'List', items: documents }
     return `${JSON.stringify(value, null, 2)}\n`
   }
-  return documents.map((doc) => dumpYaml(doc)).join('---\n')
+  return stringifyYamlDocuments(documents)
 }

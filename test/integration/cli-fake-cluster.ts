@@ -10,8 +10,8 @@ import { randomUUID } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { loadAllYaml } from '@kubernetes/client-node'
 import { runCli } from '../../function/cli/main.ts'
+import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
   type FakeKubeApi,
   kubeStatus,
@@ -31,9 +31,7 @@ type Json = Record<string, unknown>
 
 /** The documents of a shipped manifest, as plain JSON. */
 export function manifest(path: string): Json[] {
-  return loadAllYaml(readFileSync(`${ROOT}${path}`, 'utf8')).map((doc) =>
-    JSON.parse(JSON.stringify(doc)),
-  )
+  return parseYamlDocuments(readFileSync(`${ROOT}${path}`, 'utf8')) as Json[]
 }
 
 export interface FakeCluster {

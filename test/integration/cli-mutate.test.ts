@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
-import { dumpYaml, loadAllYaml } from '@kubernetes/client-node'
+import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
 import { admit } from '../support/webhook.ts'
 import { ROLE, ROOT, runChild, runInProcess } from './cli-fake-cluster.ts'
 
@@ -111,7 +111,7 @@ function reviewFor(pod: object, namespace: string) {
 }
 
 const plain = (value: unknown) => JSON.parse(JSON.stringify(value))
-const yamlDocs = (text: string) => loadAllYaml(text).map(plain)
+const yamlDocs = (text: string) => parseYamlDocuments(text).map(plain)
 
 describe('irsa-webhook mutate', () => {
   test('a Deployment gets exactly the pod template the webhook would produce for its pods', async () => {
@@ -258,16 +258,28 @@ describe('irsa-webhook mutate', () => {
 
   test('the bin runs as a child process, reading the manifest from stdin', async () => {
     const sa = `${ROOT}examples/service-accounts.yaml`
-    const pod = dumpYaml({
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: 'p', namespace: 'default' },
-      spec: { serviceAccountName: 'my-app', containers: [{ name: 'app', image: 'app:1' }] },
-    })
-    const run = await runChild(['mutate', '--service-account', sa, '-'], pod)
+    const [pod] = [
+      stringifyYamlDocuments([
+        {
+          apiVersion: 'v1',
+          kind: 'Pod',
+          metadata: { name: 'p', namespace: 'default' },
+          spec: {
+            serviceAccountName: 'my-app',
+            // Fields newer than any typed model must survive the YAML round trip.
+            containers: [{ name: 'app', image: 'app:1', futureField: { keep: true } }],
+            initContainers: [{ name: 'sidecar', image: 's:1', restartPolicy: 'Always' }],
+          },
+        },
+      ]),
+    ]
+    const run = await runChild(['mutate', '--service-account', sa, '-'], pod ?? '')
     assert.equal(run.code, 0, run.stderr)
     const [mutated] = yamlDocs(run.stdout)
     assert.equal(mutated.spec.containers[0].env[0].value, ROLE)
+    assert.deepEqual(mutated.spec.containers[0].futureField, { keep: true })
+    assert.equal(mutated.spec.initContainers[0].restartPolicy, 'Always')
+    assert.equal(mutated.spec.initContainers[0].env[0].value, ROLE)
     assert.match(run.stderr, /Pod default\/p: outcome: mutated/)
   })
 })

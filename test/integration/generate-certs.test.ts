@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { promisify } from 'node:util'
-import { dumpYaml, loadAllYaml } from '@kubernetes/client-node'
+import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 const script = join(root, 'generate-certs.sh')
@@ -42,7 +42,7 @@ const text = (value: unknown, path: string): string => {
   assert.equal(typeof found, 'string', `${path} is a string`)
   return found as string
 }
-const readYaml = (path: string): unknown[] => loadAllYaml(readFileSync(path, 'utf8'))
+const readYaml = (path: string): unknown[] => parseYamlDocuments(readFileSync(path, 'utf8'))
 const fromBase64 = (value: string): string => Buffer.from(value, 'base64').toString('utf8')
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1'
 
@@ -51,7 +51,7 @@ function twoWebhookFile(source: string, target: string): string {
   const [mwc] = readYaml(join(root, source))
   const hooks = get(mwc, 'webhooks') as Record<string, unknown>[]
   hooks.push({ ...hooks[0], name: 'second.irsa.vultr.com' })
-  writeFileSync(target, dumpYaml(mwc))
+  writeFileSync(target, stringifyYamlDocuments([mwc]))
   return target
 }
 

@@ -10,9 +10,9 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { describe, test } from 'node:test'
-import { loadAllYaml } from '@kubernetes/client-node'
 import { configSchema, listenPort, loadConfig, serveMode } from '../../function/config.ts'
 import { ROUTES } from '../../function/names.ts'
+import { parseYamlDocuments } from '../../function/yaml.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 type Doc = Record<string, unknown>
@@ -62,11 +62,8 @@ function yamlFiles(dir: string): string[] {
     .filter((file) => file.endsWith('.yaml') || file.endsWith('.yml'))
     .map((file) => join(dir, file))
 }
-/** loadAllYaml returns client-node model instances for known kinds; compare plain JSON instead. */
 const parse = (text: string): Doc[] =>
-  (loadAllYaml(text) as (Doc | null)[])
-    .filter((doc) => doc !== null)
-    .map((doc) => JSON.parse(JSON.stringify(doc)) as Doc)
+  (parseYamlDocuments(text) as (Doc | null)[]).filter((doc) => doc !== null)
 const parseFiles = (...files: string[]): Doc[] =>
   files.flatMap((f) => parse(readFileSync(join(root, f), 'utf8')))
 
