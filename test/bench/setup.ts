@@ -1,0 +1,154 @@
+/**
+ * Shared bench/soak setup: an up-to-date bundle, throwaway TLS certificates, the fake kube-apiserver child, and
+ * the env of each server (ours = the bundle `dist/handler.js`, the floor = `test/bench/floor-server.ts`).
+ * @module
+ */
+import { execFileSync } from 'node:child_process'
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { createTestCertificates } from '../support/tls.ts'
+import { type Child, get, LOAD_CPU, ROOT, SERVER_CPU, spawnNode } from './child.ts'
+import { BENCH_TOKEN } from './fake-sa-api.ts'
+
+export const OURS_ENTRY = 'dist/handler.js'
+export const FLOOR_ENTRY = 'test/bench/floor-server.ts'
+
+export type Scheme = 'http' | 'https'
+
+function newestSource(): number {
+  const files = [
+    'handler.ts',
+    'package-lock.json',
+    'scripts/build.ts',
+    ...readdirSync(join(ROOT, 'function')).map((name) => `function/${name}`),
+  ]
+  return Math.max(...files.map((file) => statSync(join(ROOT, file)).mtimeMs))
+}
+
+/** Runs `npm run build`'s script when dist/handler.js is missing or older than a source; returns what it did. */
+export function ensureBuild(): string {
+  const bundle = join(ROOT, OURS_ENTRY)
+  if (existsSync(bundle) && statSync(bundle).mtimeMs >= newestSource()) {
+    return `${OURS_ENTRY} is up to date`
+  }
+  return execFileSync(process.execPath, ['scripts/build.ts'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  }).trim()
+}
+
+export interface Environment {
+  readonly certPath: string
+  readonly keyPath: string
+  readonly kubeconfig: string
+  readonly apiUrl: string
+  readonly fake: Child
+  close(): Promise<void>
+}
+
+/** Certificates for 127.0.0.1 and the fake kube-apiserver (a child on the load generator's CPU). */
+export async function startEnvironment(): Promise<Environment> {
+  const certs = createTestCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
+  const fake = spawnNode('test/bench/fake-sa-api.ts', {}, LOAD_CPU)
+  const line = await fake.listening()
+  return {
+    certPath: certs.certPath,
+    keyPath: certs.keyPath,
+    kubeconfig: String(line['kubeconfig']),
+    apiUrl: `http://127.0.0.1:${line['port']}`,
+    fake,
+    async close() {
+      await fake.stop()
+      rmSync(certs.dir, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface ServerSettings {
+  readonly scheme: Scheme
+  readonly ttlSeconds: number
+  readonly logLevel?: string
+  readonly port?: number
+  readonly extra?: Record<string, string>
+}
+
+function schemeEnv(env: Environment, scheme: Scheme): Record<string, string> {
+  return scheme === 'http'
+    ? { K_SERVICE: 'bench' }
+    : { TLS_CERT_PATH: env.certPath, TLS_KEY_PATH: env.keyPath }
+}
+
+export function oursEnv(env: Environment, settings: ServerSettings): Record<string, string> {
+  return {
+    HOST: '127.0.0.1',
+    PORT: String(settings.port ?? 0),
+    KUBECONFIG: env.kubeconfig,
+    SA_CACHE_TTL_SECONDS: String(settings.ttlSeconds),
+    LOG_LEVEL: settings.logLevel ?? 'warn',
+    ...schemeEnv(env, settings.scheme),
+    ...settings.extra,
+  }
+}
+
+export function floorEnv(env: Environment, settings: ServerSettings): Record<string, string> {
+  return {
+    PORT: String(settings.port ?? 0),
+    KUBE_API_URL: env.apiUrl,
+    KUBE_TOKEN: BENCH_TOKEN,
+    SA_CACHE_TTL_SECONDS: String(settings.ttlSeconds),
+    ...schemeEnv(env, settings.scheme),
+  }
+}
+
+export interface Running {
+  readonly child: Child
+  readonly url: string
+}
+
+/** Resolves once anything answers HTTP(S) at `url` (ours logs nothing at LOG_LEVEL=warn); bounded. */
+export async function waitUntilAnswering(child: Child, url: string, timeoutMs = 20_000) {
+  const deadline = performance.now() + timeoutMs
+  while (performance.now() < deadline) {
+    if (child.child.exitCode !== null) throw new Error(`server exited ${child.child.exitCode}`)
+    try {
+      await get(url)
+      return
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  throw new Error(`nothing answered at ${url} within ${timeoutMs} ms`)
+}
+
+/** Spawns a server on the server CPU and waits until it answers; `url` is its /mutate URL. */
+export async function startServer(
+  entry: string,
+  env: Record<string, string>,
+  scheme: Scheme,
+): Promise<Running> {
+  const port = env['PORT'] === undefined || env['PORT'] === '0' ? await freePort() : env['PORT']
+  const child = spawnNode(entry, { ...env, PORT: String(port) }, SERVER_CPU)
+  const base = `${scheme}://127.0.0.1:${port}`
+  await waitUntilAnswering(child, `${base}/healthz`)
+  return { child, url: `${base}/mutate?timeout=10s` }
+}
+
+/** A free loopback port (for cold starts, where the URL must be known before the spawn). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** How many ServiceAccount GETs the fake has served so far. */
+export async function fakeGets(env: Environment): Promise<number> {
+  const res = await fetch(`${env.apiUrl}/stats`, { signal: AbortSignal.timeout(5000) })
+  return ((await res.json()) as { gets: number }).gets
+}
