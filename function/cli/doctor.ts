@@ -116,7 +116,7 @@ export async function runDoctor(argv: string[], io: Io): Promise<number> {
   }
   const count = (status: Status) => results.filter((r) => r.status === status).length
   io.out(
-    `\n${results.length} checks: ${count('pass')} passed, ${count('warn')} warnings, ${count('fail')} failed, ${count('skip')} skipped\n`,
+    `\n${results.length} checks: ${count('pass')} passed, ${count('warn')} ${count('warn') === 1 ? 'warning' : 'warnings'}, ${count('fail')} failed, ${count('skip')} skipped\n`,
   )
   return count('fail') > 0 ? EXIT.failed : EXIT.ok
 }
