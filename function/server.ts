@@ -7,7 +7,7 @@
 
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import type { Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { serve } from '@hono/node-server'
@@ -126,15 +126,44 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     tls !== undefined && pair !== undefined
       ? watchCertificates(server as HttpsServer, tls, pair, logger)
       : () => undefined
+  const endKeepAlive = trackResponses(server)
   return {
     port: (server.address() as AddressInfo).port,
     server,
-    close: (timeoutMs) => closeGracefully(server, timeoutMs, stopWatching),
+    close: (timeoutMs) => {
+      stopWatching()
+      endKeepAlive()
+      return closeGracefully(server, timeoutMs)
+    },
   }
 }
 
-function closeGracefully(server: Server | HttpsServer, timeoutMs: number, stop: () => void) {
-  stop()
+/**
+ * Node's close() ends only the connections idle at that moment; a client keeps reusing the busy ones (the
+ * apiserver pools them), so close() would wait for the forced close and cut whatever is in flight then.
+ * Returns a function that, from then on, answers every pending and every new request with `Connection: close`.
+ */
+function trackResponses(server: Server | HttpsServer): () => void {
+  const pending = new Set<ServerResponse>()
+  let closing = false
+  server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
+    if (closing) {
+      response.setHeader('connection', 'close')
+      return
+    }
+    pending.add(response)
+    response.once('close', () => pending.delete(response))
+  })
+  return () => {
+    closing = true
+    for (const response of pending) {
+      if (!response.headersSent) response.setHeader('connection', 'close')
+    }
+    pending.clear()
+  }
+}
+
+function closeGracefully(server: Server | HttpsServer, timeoutMs: number) {
   return new Promise<void>((resolve) => {
     const force = setTimeout(() => server.closeAllConnections(), timeoutMs)
     force.unref()
