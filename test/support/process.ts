@@ -4,6 +4,10 @@
  * @module
  */
 import { type ChildProcess, spawn } from 'node:child_process'
+import { request as httpRequest } from 'node:http'
+import { type Agent, request as httpsRequest } from 'node:https'
+import type { Socket } from 'node:net'
+import { connect, type SecureVersion } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 
 /** The repository root, for `cwd` and entry paths. */
@@ -93,6 +97,9 @@ function launch(options: SpawnOptions) {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   live.add(child)
+  // A child a failed test forgot must not keep the test process alive; the exit hook above kills it.
+  child.unref()
+  for (const stream of [child.stdout, child.stderr]) (stream as Partial<Socket> | null)?.unref?.()
   const out = { stdout: '', stderr: '', logs: [] as Record<string, unknown>[] }
   let partial = ''
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
@@ -163,4 +170,66 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ChildServ
     await stop()
     throw error
   }
+}
+
+/** A status and body text. */
+export interface Reply {
+  status: number
+  text: string
+}
+
+/** Where `send` goes: HTTPS verified with `ca` when set, plain HTTP otherwise. */
+export interface Target {
+  port: number
+  ca?: string
+  agent?: Agent
+}
+
+/** One request over HTTPS (with `ca`) or HTTP; bounded. */
+export function send(target: Target, method: string, path: string, body?: string) {
+  const options = {
+    host: '127.0.0.1',
+    port: target.port,
+    method,
+    path,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    ...(target.ca === undefined ? {} : { ca: target.ca, servername: 'localhost' }),
+    ...(target.agent === undefined ? {} : { agent: target.agent }),
+  }
+  const call = new Promise<Reply>((resolve, reject) => {
+    const req = (target.ca === undefined ? httpRequest : httpsRequest)(options, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => {
+        text += chunk
+      })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+  return within(call, 15_000, `${method} ${path}`)
+}
+
+/** Completes a TLS handshake with the given version range; resolves the peer's serial or rejects. */
+export function handshake(port: number, ca: string, versions: [SecureVersion, SecureVersion]) {
+  const attempt = new Promise<string>((resolve, reject) => {
+    const socket = connect({
+      host: '127.0.0.1',
+      port,
+      ca,
+      servername: 'localhost',
+      minVersion: versions[0],
+      maxVersion: versions[1],
+      // Let the client offer old versions at all, so that a refusal is the server's.
+      ciphers: 'DEFAULT:@SECLEVEL=0',
+    })
+    socket.once('secureConnect', () => {
+      resolve(socket.getPeerCertificate().serialNumber)
+      socket.end()
+    })
+    socket.once('error', reject)
+  })
+  return within(attempt, 10_000, 'a TLS handshake')
 }
