@@ -1,0 +1,74 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { promisify } from 'node:util'
+import { type ChildServer, poll, ROOT, send, spawnServer } from '../support/process.ts'
+import { admit } from '../support/webhook.ts'
+
+const fixtures = new URL('../fixtures/admission/', import.meta.url)
+const read = (name: string) => readFileSync(new URL(name, fixtures), 'utf8')
+const SA_FILES = ['serviceaccount-irsa-sa.json', 'serviceaccount-plain-sa.json']
+const serviceAccounts = SA_FILES.map((name) => JSON.parse(read(name)) as object)
+const review = JSON.parse(read('pod-irsa-single-container.json'))
+
+let dir: string
+let saFile: string
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'irsa-bundle-'))
+  saFile = join(dir, 'service-accounts.yaml')
+  writeFileSync(saFile, SA_FILES.map(read).join('\n---\n'))
+})
+after(() => rmSync(dir, { recursive: true, force: true }))
+
+/** Starts `entry` in Knative mode and measures spawn → first 200 from /readyz. */
+async function startTimed(entry: string) {
+  const server = await spawnServer({
+    entry,
+    env: { K_SERVICE: 'irsa-webhook', HOST: '127.0.0.1', PORT: '0', SERVICE_ACCOUNTS_FILE: saFile },
+  })
+  try {
+    await poll(async () => {
+      const reply = await send({ port: server.port }, 'GET', '/readyz')
+      return reply.status === 200 ? true : undefined
+    }, `${entry} to be ready`)
+    return { server, startupMs: Math.round(performance.now() - server.spawnedAt) }
+  } catch (error) {
+    await server.stop()
+    throw error
+  }
+}
+
+const postReview = (server: ChildServer) =>
+  send({ port: server.port }, 'POST', '/mutate?timeout=10s', JSON.stringify(review))
+
+describe('the esbuild bundle (dist/handler.js)', () => {
+  before(async () => {
+    const built = await promisify(execFile)(process.execPath, ['scripts/build.ts'], {
+      cwd: ROOT,
+      timeout: 120_000,
+    })
+    process.stdout.write(`# ${built.stdout.trim()}\n`)
+  })
+
+  it('starts, is ready, and answers the real fixture with the in-process patch', async (t) => {
+    assert.ok(existsSync(join(ROOT, 'dist/handler.js')))
+    const { server, startupMs } = await startTimed('dist/handler.js')
+    t.after(() => server.stop())
+    t.diagnostic(`dist/handler.js: spawn → first 200 from /readyz in ${startupMs} ms`)
+    const reply = await postReview(server)
+    assert.equal(reply.status, 200)
+    const expected = await admit(review, serviceAccounts)
+    assert.ok(expected.patch.length > 0)
+    assert.deepEqual(JSON.parse(reply.text), expected.body)
+  })
+
+  it('measures the unbundled handler.ts start-up for comparison (info only)', async (t) => {
+    const { server, startupMs } = await startTimed('handler.ts')
+    t.after(() => server.stop())
+    t.diagnostic(`handler.ts: spawn → first 200 from /readyz in ${startupMs} ms`)
+    assert.equal((await postReview(server)).status, 200)
+  })
+})
