@@ -19,8 +19,9 @@ const integer = (min: number, max: number) => z.coerce.number().int().min(min).m
 /** Env vars read by the webhook, with defaults. See the README's configuration table. */
 export const configSchema = z
   .object({
-    PORT: integer(0, 65_535)
-      .optional()
+    // An empty PORT means unset (z.coerce would read it as 0, a random port).
+    PORT: z
+      .preprocess((value) => (value === '' ? undefined : value), integer(0, 65_535).optional())
       .describe('Listen port; default 8443 (HTTPS) or 8080 (HTTP); 0 picks a free port (tests)'),
     HOST: z.string().default('0.0.0.0').describe('Listen address'),
     K_SERVICE: optionalString.describe('Set by Knative: serve plain HTTP, TLS ends at the gateway'),
