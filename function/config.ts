@@ -14,23 +14,34 @@ const optionalString = z
   .transform((value) => (value === '' ? undefined : value))
   .optional()
 
-const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+const blankToUndefined = (value: unknown) =>
+  typeof value === 'string' && value.trim() === '' ? undefined : value
+const wholeNumber = (min: number, max: number) => z.coerce.number().int().min(min).max(max)
+
+/** An optional integer variable; empty means unset (`z.coerce` alone would read '' as 0). */
+const optionalInteger = (min: number, max: number) =>
+  z.preprocess(blankToUndefined, wholeNumber(min, max).optional())
+
+/** An integer variable with a default, which also applies when the variable is empty. */
+const integer = (min: number, max: number, fallback: number) =>
+  z.preprocess(blankToUndefined, wholeNumber(min, max).default(fallback))
 
 /** Env vars read by the webhook, with defaults. See the README's configuration table. */
 export const configSchema = z
   .object({
-    // An empty PORT means unset (z.coerce would read it as 0, a random port).
-    PORT: z
-      .preprocess((value) => (value === '' ? undefined : value), integer(0, 65_535).optional())
-      .describe('Listen port; default 8443 (HTTPS) or 8080 (HTTP); 0 picks a free port (tests)'),
+    PORT: optionalInteger(0, 65_535).describe(
+      'Listen port; default 8443 (HTTPS) or 8080 (HTTP); 0 picks a free port (tests)',
+    ),
     HOST: z.string().default('0.0.0.0').describe('Listen address'),
     K_SERVICE: optionalString.describe('Set by Knative: serve plain HTTP, TLS ends at the gateway'),
     TLS_CERT_PATH: z.string().default('/etc/webhook/certs/tls.crt'),
     TLS_KEY_PATH: z.string().default('/etc/webhook/certs/tls.key'),
-    TLS_RELOAD_INTERVAL_MS: integer(100, 3_600_000).default(10_000),
+    TLS_RELOAD_INTERVAL_MS: integer(100, 3_600_000, 10_000),
     STS_ENDPOINT: z.url({ protocol: /^https?$/ }).default(DEFAULTS.stsEndpoint),
     TOKEN_AUDIENCE: z.string().regex(/^\S+$/, 'no whitespace').default(DEFAULTS.audience),
-    TOKEN_EXPIRATION_SECONDS: integer(MIN_EXPIRATION_SECONDS, MAX_EXPIRATION_SECONDS).default(
+    TOKEN_EXPIRATION_SECONDS: integer(
+      MIN_EXPIRATION_SECONDS,
+      MAX_EXPIRATION_SECONDS,
       DEFAULTS.expirationSeconds,
     ),
     DEFAULT_REGION: optionalString.pipe(
@@ -41,19 +52,19 @@ export const configSchema = z
     ),
     INVALID_ROLE_POLICY: z.enum(['deny', 'warn']).default('deny'),
     SA_LOOKUP_MODE: z.enum(['get', 'watch']).default('get'),
-    SA_CACHE_TTL_SECONDS: integer(0, 3600).default(10),
-    LOOKUP_TIMEOUT_MS: integer(100, 30_000).default(3_000),
+    SA_CACHE_TTL_SECONDS: integer(0, 3600, 10),
+    LOOKUP_TIMEOUT_MS: integer(100, 30_000, 3_000),
     MUTATE_PATH_TOKEN: optionalString.pipe(
       z
         .string()
         .regex(/^[A-Za-z0-9._~-]{16,256}$/, '16-256 URL-safe characters')
         .optional(),
     ),
-    BODY_LIMIT_BYTES: integer(1024, 64 * 1024 * 1024).default(6 * 1024 * 1024),
-    SHUTDOWN_DELAY_MS: integer(0, 600_000)
-      .default(0)
-      .describe('After SIGTERM, keep serving (unready) this long so endpoints stop routing to us'),
-    SHUTDOWN_TIMEOUT_MS: integer(0, 600_000).default(20_000),
+    BODY_LIMIT_BYTES: integer(1024, 64 * 1024 * 1024, 6 * 1024 * 1024),
+    SHUTDOWN_DELAY_MS: integer(0, 600_000, 0).describe(
+      'After SIGTERM, keep serving (unready) this long so endpoints stop routing to us',
+    ),
+    SHUTDOWN_TIMEOUT_MS: integer(0, 600_000, 20_000),
     LOG_LEVEL: z
       .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
       .default('info'),

@@ -109,3 +109,13 @@ describe('role values', () => {
   for (const role of invalid)
     it(`rejects ${JSON.stringify(role).slice(0, 40)}`, () => assert.ok(!isValidRole(role)))
 })
+
+describe('empty numeric variables', () => {
+  it('treats an empty number as unset, so its default applies', () => {
+    const config = loadConfig({ PORT: '', SA_CACHE_TTL_SECONDS: '', SHUTDOWN_TIMEOUT_MS: ' ' })
+    assert.ok(config.ok)
+    assert.equal(config.value.PORT, undefined)
+    assert.equal(config.value.SA_CACHE_TTL_SECONDS, 10)
+    assert.equal(config.value.SHUTDOWN_TIMEOUT_MS, 20000)
+  })
+})
