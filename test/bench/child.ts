@@ -38,6 +38,8 @@ export interface Child {
   /** Resolves with the first JSON line whose msg is `listening` (bounded). */
   listening(timeoutMs?: number): Promise<Record<string, unknown>>
   readonly exit: Promise<number | null>
+  /** The last 4000 characters of stderr. */
+  stderr(): string
   stop(): Promise<void>
 }
 
@@ -95,7 +97,7 @@ export function spawnNode(entry: string, env: Record<string, string>, cpu?: stri
     child.kill('SIGKILL')
     await Promise.race([exit, new Promise((resolve) => setTimeout(resolve, 5000))])
   }
-  return { child, pid: child.pid ?? 0, spawnedAt, listening, exit, stop }
+  return { child, pid: child.pid ?? 0, spawnedAt, listening, exit, stderr: () => stderr, stop }
 }
 
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined off Linux. */

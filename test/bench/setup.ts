@@ -121,16 +121,28 @@ export async function waitUntilAnswering(child: Child, url: string, timeoutMs = 
   throw new Error(`nothing answered at ${url} within ${timeoutMs} ms`)
 }
 
-/** Spawns a server on the server CPU and waits until it answers; `url` is its /mutate URL. */
+/**
+ * Spawns a server on the server CPU and waits until it answers; `url` is its /mutate URL. A free port can be
+ * taken by another process between the probe and the spawn, so a start that fails is retried on a new port.
+ */
 export async function startServer(
   entry: string,
   env: Record<string, string>,
   scheme: Scheme,
+  attempts = 3,
 ): Promise<Running> {
-  const port = env['PORT'] === undefined || env['PORT'] === '0' ? await freePort() : env['PORT']
+  const fixed = env['PORT'] !== undefined && env['PORT'] !== '0'
+  const port = fixed ? env['PORT'] : String(await freePort())
   const child = spawnNode(entry, { ...env, PORT: String(port) }, SERVER_CPU)
   const base = `${scheme}://127.0.0.1:${port}`
-  await waitUntilAnswering(child, `${base}/healthz`)
+  try {
+    await waitUntilAnswering(child, `${base}/healthz`)
+  } catch (error) {
+    await child.stop()
+    if (fixed || attempts <= 1)
+      throw new Error(`${entry}: ${(error as Error).message}\n${child.stderr()}`)
+    return startServer(entry, env, scheme, attempts - 1)
+  }
   return { child, url: `${base}/mutate?timeout=10s` }
 }
 
