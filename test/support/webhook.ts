@@ -9,6 +9,7 @@ import fastJsonPatch from 'fast-json-patch'
 import { createApp } from '../../function/app.ts'
 import { loadConfig, reviewSettings } from '../../function/config.ts'
 import { createMetrics } from '../../function/metrics.ts'
+import type { ServiceAccountSource } from '../../function/review-pod.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 
 /** A logger that keeps lines in memory. */
@@ -20,24 +21,30 @@ export function memoryLogger() {
   return { lines, info: at('info'), warn: at('warn'), error: at('error') }
 }
 
-/** Builds the app from an env record (webhook config) and ServiceAccount objects. */
+/**
+ * Builds the app from ServiceAccount objects (or any ServiceAccountSource) and an env record (webhook config).
+ */
 export function createTestApp(
-  serviceAccounts: readonly object[],
+  serviceAccounts: readonly object[] | ServiceAccountSource,
   env: Record<string, string> = {},
+  ready: () => boolean = () => true,
 ) {
   const config = loadConfig(env)
   if (!config.ok) throw new Error(config.error)
   const logger = memoryLogger()
   const metrics = createMetrics()
   const app = createApp({
-    serviceAccounts: createStaticServiceAccountSource(serviceAccounts),
+    serviceAccounts:
+      'get' in serviceAccounts
+        ? serviceAccounts
+        : createStaticServiceAccountSource(serviceAccounts),
     settings: reviewSettings(config.value),
     logger,
     metrics,
     bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
     lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
     mutatePathToken: config.value.MUTATE_PATH_TOKEN,
-    ready: () => true,
+    ready,
   })
   return { app, logger, metrics }
 }

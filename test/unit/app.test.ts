@@ -4,13 +4,10 @@
  */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { createApp } from '../../function/app.ts'
-import { loadConfig, reviewSettings } from '../../function/config.ts'
-import { createMetrics } from '../../function/metrics.ts'
 import type { Lookup, ServiceAccountSource } from '../../function/review-pod.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 import { loadJson, podReview } from '../support/fixtures.ts'
-import { decodePatch, memoryLogger } from '../support/webhook.ts'
+import { createTestApp, decodePatch } from '../support/webhook.ts'
 
 const irsaSa = loadJson('admission/serviceaccount-irsa-sa.json')
 const single = () => loadJson('admission/pod-irsa-single-container.json')
@@ -18,21 +15,8 @@ const single = () => loadJson('admission/pod-irsa-single-container.json')
 function build(
   options: { source?: ServiceAccountSource; env?: Record<string, string>; ready?: boolean } = {},
 ) {
-  const config = loadConfig(options.env ?? {})
-  assert.ok(config.ok)
-  const logger = memoryLogger()
-  const metrics = createMetrics()
-  const app = createApp({
-    serviceAccounts: options.source ?? createStaticServiceAccountSource([irsaSa]),
-    settings: reviewSettings(config.value),
-    logger,
-    metrics,
-    bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
-    lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
-    mutatePathToken: config.value.MUTATE_PATH_TOKEN,
-    ready: () => options.ready ?? true,
-  })
-  return { app, logger, metrics }
+  const ready = options.ready ?? true
+  return createTestApp(options.source ?? [irsaSa], options.env, () => ready)
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: responses are wire JSON
