@@ -1,20 +1,21 @@
 /**
  * The floor: the least a Node webhook can do for the same answer, with no framework. It reads the body, JSON.parse,
- * GETs the ServiceAccount with plain `fetch` and the bearer token (same cache rules as ours: kept
- * `SA_CACHE_TTL_SECONDS`, 0 = a GET per review, concurrent misses share one GET), plans the patch, base64,
- * JSON.stringify.
+ * GETs the ServiceAccount over HTTPS with `node:https` (a keep-alive agent trusting the service account's
+ * `ca.crt`, `Authorization: Bearer <token>`), with the same cache rules as ours (kept `SA_CACHE_TTL_SECONDS`,
+ * 0 = a GET per review, concurrent misses share one GET), plans the patch, base64, JSON.stringify.
  *
  * The patch comes from the real pure planner (`function/mutate-pod.ts`, and `isValidRole` from identity.ts):
  * the answer is then byte-for-byte the same as ours (the bench checks it), so the gap measures only what the
  * server adds around the planner: Hono, zod validation, pino, client-node, prom-client.
  *
- * Env: PORT (default 0), K_SERVICE (plain HTTP) or TLS_CERT_PATH/TLS_KEY_PATH (HTTPS), KUBE_API_URL, KUBE_TOKEN.
+ * Env: PORT (default 0), K_SERVICE (plain HTTP) or TLS_CERT_PATH/TLS_KEY_PATH (HTTPS), and the in-cluster API
+ * access ours uses: KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT, KUBE_SERVICEACCOUNT_DIR (`token`, `ca.crt`).
  * Prints `{"msg":"listening","port":…}` on stdout.
  * @module
  */
 import { readFileSync } from 'node:fs'
 import { createServer as createHttp, type IncomingMessage, type ServerResponse } from 'node:http'
-import { createServer as createHttps } from 'node:https'
+import { Agent, createServer as createHttps, request } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
@@ -22,22 +23,40 @@ import { planPodMutation } from '../../function/mutate-pod.ts'
 import { DEFAULTS } from '../../function/names.ts'
 
 const env = process.env
-const api = env['KUBE_API_URL'] ?? 'http://127.0.0.1:1'
-const auth = `Bearer ${env['KUBE_TOKEN'] ?? ''}`
+const saDir = env['KUBE_SERVICEACCOUNT_DIR'] ?? '/var/run/secrets/kubernetes.io/serviceaccount'
+const apiHost = env['KUBERNETES_SERVICE_HOST'] ?? '127.0.0.1'
+const apiPort = Number(env['KUBERNETES_SERVICE_PORT'] ?? '443')
+const auth = `Bearer ${readFileSync(`${saDir}/token`, 'utf8').trim()}`
+const agent = new Agent({ keepAlive: true, ca: readFileSync(`${saDir}/ca.crt`) })
 const ttlMs = Number(env['SA_CACHE_TTL_SECONDS'] ?? '10') * 1000
 const cache = new Map<string, { expires: number; role: string | undefined }>()
 
 const inFlight = new Map<string, Promise<string | undefined>>()
 
-async function fetchRole(namespace: string, name: string): Promise<string | undefined> {
-  const url = `${api}/api/v1/namespaces/${namespace}/serviceaccounts/${name}`
-  const res = await fetch(url, {
-    headers: { authorization: auth, accept: 'application/json' },
-    signal: AbortSignal.timeout(3000),
+function fetchRole(namespace: string, name: string): Promise<string | undefined> {
+  const path = `/api/v1/namespaces/${namespace}/serviceaccounts/${name}`
+  const headers = { authorization: auth, accept: 'application/json' }
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: apiHost, port: apiPort, path, agent, headers, timeout: 3000 },
+      (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('error', reject)
+        res.on('end', () => {
+          if (res.statusCode !== 200)
+            return reject(new Error(`ServiceAccount GET: ${res.statusCode}`))
+          const sa = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            metadata?: { annotations?: Record<string, string> }
+          }
+          resolve(sa.metadata?.annotations?.['api.vultr.com/role'])
+        })
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error('ServiceAccount GET timed out')))
+    req.on('error', reject)
+    req.end()
   })
-  if (!res.ok) throw new Error(`ServiceAccount GET answered ${res.status}`)
-  const sa = (await res.json()) as { metadata?: { annotations?: Record<string, string> } }
-  return sa.metadata?.annotations?.['api.vultr.com/role']
 }
 
 /** Cached role of a ServiceAccount; like ours, concurrent misses for one ServiceAccount share one GET. */

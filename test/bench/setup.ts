@@ -1,6 +1,8 @@
 /**
- * Shared bench/soak setup: an up-to-date bundle, throwaway TLS certificates, the fake kube-apiserver child, and
- * the env of each server (ours = the bundle `dist/handler.js`, the floor = `test/bench/floor-server.ts`).
+ * Shared bench/soak setup: an up-to-date bundle, throwaway TLS certificates, the fake kube-apiserver (api-env.ts),
+ * and the env of each server (ours = the bundle `dist/handler.js`, the floor = `test/bench/floor-server.ts`).
+ * Both reach the API in-cluster style (the production path); `lookup: 'kubeconfig'` starts ours with `KUBECONFIG`
+ * instead (the @kubernetes/client-node path, informational).
  * @module
  */
 import { execFileSync } from 'node:child_process'
@@ -8,8 +10,8 @@ import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { createTestCertificates } from '../support/tls.ts'
-import { type Child, get, LOAD_CPU, ROOT, SERVER_CPU, spawnNode } from './child.ts'
-import { BENCH_TOKEN } from './fake-sa-api.ts'
+import { inClusterEnv, type KubeApi, startKubeApi } from './api-env.ts'
+import { type Child, get, ROOT, SERVER_CPU, spawnNode } from './child.ts'
 
 export const OURS_ENTRY = 'dist/handler.js'
 export const FLOOR_ENTRY = 'test/bench/floor-server.ts'
@@ -39,27 +41,23 @@ export function ensureBuild(): string {
 }
 
 export interface Environment {
+  /** The servers' own serving certificate (HTTPS runs). */
   readonly certPath: string
   readonly keyPath: string
-  readonly kubeconfig: string
-  readonly apiUrl: string
-  readonly fake: Child
+  readonly api: KubeApi
   close(): Promise<void>
 }
 
-/** Certificates for 127.0.0.1 and the fake kube-apiserver (a child on the load generator's CPU). */
+/** Serving certificates for 127.0.0.1 and the fake kube-apiserver (a child on the load generator's CPU). */
 export async function startEnvironment(): Promise<Environment> {
   const certs = createTestCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
-  const fake = spawnNode('test/bench/fake-sa-api.ts', {}, LOAD_CPU)
-  const line = await fake.listening()
+  const api = await startKubeApi()
   return {
     certPath: certs.certPath,
     keyPath: certs.keyPath,
-    kubeconfig: String(line['kubeconfig']),
-    apiUrl: `http://127.0.0.1:${line['port']}`,
-    fake,
+    api,
     async close() {
-      await fake.stop()
+      await api.close()
       rmSync(certs.dir, { recursive: true, force: true })
     },
   }
@@ -71,6 +69,8 @@ export interface ServerSettings {
   readonly logLevel?: string
   readonly port?: number
   readonly extra?: Record<string, string>
+  /** How ours reaches the API: in-cluster credentials (default, production) or a kubeconfig (client-node). */
+  readonly lookup?: 'in-cluster' | 'kubeconfig'
 }
 
 function schemeEnv(env: Environment, scheme: Scheme): Record<string, string> {
@@ -83,7 +83,9 @@ export function oursEnv(env: Environment, settings: ServerSettings): Record<stri
   return {
     HOST: '127.0.0.1',
     PORT: String(settings.port ?? 0),
-    KUBECONFIG: env.kubeconfig,
+    ...(settings.lookup === 'kubeconfig'
+      ? { KUBECONFIG: env.api.kubeconfig }
+      : inClusterEnv(env.api)),
     SA_CACHE_TTL_SECONDS: String(settings.ttlSeconds),
     LOG_LEVEL: settings.logLevel ?? 'warn',
     ...schemeEnv(env, settings.scheme),
@@ -94,8 +96,7 @@ export function oursEnv(env: Environment, settings: ServerSettings): Record<stri
 export function floorEnv(env: Environment, settings: ServerSettings): Record<string, string> {
   return {
     PORT: String(settings.port ?? 0),
-    KUBE_API_URL: env.apiUrl,
-    KUBE_TOKEN: BENCH_TOKEN,
+    ...inClusterEnv(env.api),
     SA_CACHE_TTL_SECONDS: String(settings.ttlSeconds),
     ...schemeEnv(env, settings.scheme),
   }
@@ -157,10 +158,4 @@ export function freePort(): Promise<number> {
       server.close(() => resolve(port))
     })
   })
-}
-
-/** How many ServiceAccount GETs the fake has served so far. */
-export async function fakeGets(env: Environment): Promise<number> {
-  const res = await fetch(`${env.apiUrl}/stats`, { signal: AbortSignal.timeout(5000) })
-  return ((await res.json()) as { gets: number }).gets
 }
