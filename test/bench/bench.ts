@@ -8,21 +8,19 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import { coldStart, memoryOf, patchOf, pinSelf, post } from './child.ts'
+import { memoryOf, patchOf, pinSelf, post } from './child.ts'
+import { coldStarts } from './cold-starts.ts'
 import { type LoadResult, runLoad } from './load.ts'
 import { buildPayloads, type PayloadName } from './payloads.ts'
-import { fixed, loadHeader, loadRow, machineLines, median, ratioRow, verdict } from './report.ts'
+import { fixed, loadHeader, loadRow, machineLines, ratioRow, verdict } from './report.ts'
 import {
   type Environment,
   ensureBuild,
   FLOOR_ENTRY,
-  fakeGets,
   floorEnv,
-  freePort,
   OURS_ENTRY,
   oursEnv,
   type Running,
-  type Scheme,
   type ServerSettings,
   startEnvironment,
   startServer,
@@ -48,9 +46,9 @@ async function checkSamePatch(ours: Running, floor: Running, body: string): Prom
 /** Warm-up, then the measured run, counting the ServiceAccount GETs the fake served during it. */
 async function gets(env: Environment, url: string, body: string) {
   await runLoad({ url, body, seconds: 1 })
-  const before = await fakeGets(env)
+  const before = await env.api.gets()
   const result = await runLoad({ url, body, seconds: SECONDS })
-  return { result, gets: (await fakeGets(env)) - before }
+  return { result, gets: (await env.api.gets()) - before }
 }
 
 /** Starts ours and the floor with the same settings, loads each with every payload, reads peak RSS. */
@@ -92,32 +90,6 @@ async function pair(
   }
 }
 
-async function coldStarts(env: Environment, scheme: Scheme) {
-  const body = payloads.small.body
-  const times = { ours: [] as number[], floor: [] as number[] }
-  for (let run = 0; run < RUNS; run += 1) {
-    for (const side of run % 2 === 0
-      ? (['ours', 'floor'] as const)
-      : (['floor', 'ours'] as const)) {
-      const port = await freePort()
-      const settings = { scheme, ttlSeconds: 10, port }
-      const url = `${scheme}://127.0.0.1:${port}/mutate?timeout=10s`
-      const [entry, vars] =
-        side === 'ours'
-          ? [OURS_ENTRY, oursEnv(env, settings)]
-          : [FLOOR_ENTRY, floorEnv(env, settings)]
-      times[side].push(await coldStart(entry, vars, url, body))
-    }
-  }
-  const ours = median(times.ours)
-  const floor = median(times.floor)
-  const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ')
-  console.log(
-    `cold start ${scheme}: ours median ${ours.toFixed(0)} ms [${list(times.ours)}], floor median ${floor.toFixed(0)} ms [${list(times.floor)}], ratio ${fixed(ours / floor)}x`,
-  )
-  return { ours, floor }
-}
-
 async function main(): Promise<void> {
   pinSelf()
   const started = performance.now()
@@ -141,8 +113,8 @@ async function main(): Promise<void> {
     console.log(
       `peak RSS (VmHWM) after the https ttl=10s runs: ours ${fixed(https.memory.ours, 1)} MiB, floor ${fixed(https.memory.floor, 1)} MiB`,
     )
-    const coldHttp = await coldStarts(env, 'http')
-    const coldHttps = await coldStarts(env, 'https')
+    const coldHttp = await coldStarts(env, 'http', payloads.small.body, RUNS)
+    const coldHttps = await coldStarts(env, 'https', payloads.small.body, RUNS)
     const typical = https.rows.get('typical')
     if (typical === undefined) throw new Error('no typical https result')
     console.log('\ntargets (ours/floor):')
