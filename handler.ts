@@ -8,7 +8,6 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
-import { KubeConfig } from '@kubernetes/client-node'
 import { pino } from 'pino'
 import { createApp, type Logger } from './function/app.ts'
 import {
@@ -18,15 +17,15 @@ import {
   reviewSettings,
   serveMode,
 } from './function/config.ts'
+import { createInClusterClient } from './function/in-cluster.ts'
 import { createMetrics, type Metrics } from './function/metrics.ts'
 import { startServer } from './function/server.ts'
 import {
-  createApiServiceAccountSource,
+  createCachedServiceAccountSource,
   createStaticServiceAccountSource,
-  createWatchServiceAccountSource,
+  inClusterFetcher,
   type ManagedServiceAccountSource,
 } from './function/service-accounts.ts'
-import { parseYamlDocuments } from './function/yaml.ts'
 
 const DEV_SERVICE_ACCOUNTS = new URL('./examples/service-accounts.yaml', import.meta.url)
 
@@ -39,31 +38,58 @@ async function createSource(
   const file =
     config.SERVICE_ACCOUNTS_FILE ?? (dev && !config.KUBECONFIG ? DEV_SERVICE_ACCOUNTS : undefined)
   if (file !== undefined) {
+    const { parseYamlDocuments } = await import('./function/yaml.ts')
     const source = createStaticServiceAccountSource(parseYamlDocuments(readFileSync(file, 'utf8')))
     return { source, description: `file ${file instanceof URL ? file.pathname : file}` }
   }
-  const kubeConfig = new KubeConfig()
-  kubeConfig.loadFromDefault()
-  const server = kubeConfig.getCurrentCluster()?.server ?? 'in-cluster'
   const options = {
     ttlMs: config.SA_CACHE_TTL_SECONDS * 1000,
     timeoutMs: config.LOOKUP_TIMEOUT_MS,
     metrics,
   }
+  // In a cluster, without a kubeconfig, `get` mode needs only the pod's own token and CA: the small in-cluster
+  // client keeps @kubernetes/client-node off the cold start (see function/in-cluster.ts).
+  const host = config.KUBERNETES_SERVICE_HOST
+  if (config.SA_LOOKUP_MODE === 'get' && host !== undefined && config.KUBECONFIG === undefined) {
+    const client = createInClusterClient({
+      host,
+      port: config.KUBERNETES_SERVICE_PORT,
+      serviceAccountDir: config.KUBE_SERVICEACCOUNT_DIR,
+    })
+    const source = createCachedServiceAccountSource(inClusterFetcher(client), options)
+    return { source: withClose(source, () => client.close()), description: `GET ${client.server}` }
+  }
+  const kube = await import('./function/kube-client-node.ts')
+  const { kubeConfig, server } = kube.loadKubeConfig()
   if (config.SA_LOOKUP_MODE === 'get') {
     return {
-      source: createApiServiceAccountSource(kubeConfig, options),
+      source: kube.createApiServiceAccountSource(kubeConfig, options),
       description: `GET ${server}`,
     }
   }
-  const source = createWatchServiceAccountSource(kubeConfig, {
+  const source = kube.createWatchServiceAccountSource(kubeConfig, {
     ...options,
-    onError: (error) =>
+    onError: (error: unknown) =>
       log.warn({ error: String(error) }, 'ServiceAccount informer error; restarting'),
   })
   // Serve at once (misses fall back to GET); /readyz waits for the first LIST.
-  source.start().catch((error) => log.warn({ error: String(error) }, 'informer start failed'))
+  source
+    .start()
+    .catch((error: unknown) => log.warn({ error: String(error) }, 'informer start failed'))
   return { source, description: `watch ${server}` }
+}
+
+function withClose(
+  source: ManagedServiceAccountSource,
+  close: () => void,
+): ManagedServiceAccountSource {
+  return {
+    ...source,
+    close: async () => {
+      await source.close()
+      close()
+    },
+  }
 }
 
 async function main(): Promise<void> {

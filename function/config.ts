@@ -72,6 +72,16 @@ export const configSchema = z
       'Read ServiceAccounts from this YAML file instead of a cluster (local development)',
     ),
     KUBECONFIG: optionalString,
+    KUBERNETES_SERVICE_HOST: optionalString.describe(
+      'Set by Kubernetes in every pod: the API server address',
+    ),
+    KUBERNETES_SERVICE_PORT: integer(1, 65_535, 443),
+    KUBE_SERVICEACCOUNT_DIR: z
+      .string()
+      .default('/var/run/secrets/kubernetes.io/serviceaccount')
+      .describe(
+        "Where the pod's own ServiceAccount token and ca.crt are (tests point it elsewhere)",
+      ),
   })
   .readonly()
 

@@ -1,24 +1,17 @@
 /**
- * ServiceAccount sources: the Kubernetes adapter (the only module that calls `@kubernetes/client-node` APIs) and
- * an in-memory source for local development. Every source resolves a `Lookup` and never rejects.
+ * ServiceAccount sources. Every source resolves a `Lookup` and never rejects.
  *
  * - `get` mode: a live GET per miss behind a short TTL cache that keeps only our annotations, with concurrent
  *   lookups of one ServiceAccount sharing one GET. No LIST on a cold start (Knative scale-to-zero friendly).
- * - `watch` mode: an informer over all ServiceAccounts; a miss falls back to a live GET, so a ServiceAccount created
- *   a moment before its pod is never missed (the informer race of EKS #174).
+ *   In a cluster the GET goes through the small in-cluster client (`in-cluster.ts`); with a kubeconfig through
+ *   client-node (`kube-client-node.ts`).
+ * - `watch` mode: an informer over all ServiceAccounts with a live-GET fallback (`kube-client-node.ts`).
+ * - a static source from YAML/objects, for local development and tests.
+ *
+ * This module does not import `@kubernetes/client-node`, so the default path never loads it.
  * @module
  */
-import {
-  ApiException,
-  type ConfigurationOptions,
-  CoreV1Api,
-  type KubeConfig,
-  makeInformer,
-  Observable,
-  type RequestContext,
-  type ResponseContext,
-  type V1ServiceAccount,
-} from '@kubernetes/client-node'
+import type { InClusterClient } from './in-cluster.ts'
 import { type ServiceAccountInfo, serviceAccountSchema } from './kube-objects.ts'
 import type { Metrics } from './metrics.ts'
 import { ANNOTATION_PREFIX } from './names.ts'
@@ -32,7 +25,9 @@ export interface ManagedServiceAccountSource extends ServiceAccountSource {
 
 /** Keeps only what the webhook reads: name, namespace and our annotations. */
 export function toServiceAccountInfo(
-  sa: V1ServiceAccount | undefined,
+  sa:
+    | { metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> } }
+    | undefined,
   fallbackNamespace: string,
 ): ServiceAccountInfo {
   const annotations: Record<string, string> = {}
@@ -46,13 +41,6 @@ export function toServiceAccountInfo(
   }
 }
 
-function describeFailure(error: unknown): string {
-  if (error instanceof ApiException) return `Kubernetes API answered HTTP ${error.code}`
-  if (error instanceof Error && error.name === 'AbortError') return 'deadline exceeded'
-  if (error instanceof Error) return error.message.slice(0, 200)
-  return 'unknown error'
-}
-
 /** Resolves `failed` as soon as the signal aborts, even if the underlying request ignores the signal. */
 function untilAborted(signal: AbortSignal): Promise<Lookup> {
   return new Promise((resolve) => {
@@ -62,32 +50,34 @@ function untilAborted(signal: AbortSignal): Promise<Lookup> {
   })
 }
 
-/** One live GET of a ServiceAccount, bounded by `signal`. */
-async function fetchServiceAccount(
-  core: CoreV1Api,
+/** One live GET of a ServiceAccount, bounded by `signal`; never rejects. */
+export type ServiceAccountFetcher = (
   namespace: string,
   name: string,
   signal: AbortSignal,
-): Promise<Lookup> {
-  // client-node's object-parameter API runs middleware as Observables (a plain async function fails there).
-  const options: ConfigurationOptions = {
-    middleware: [
-      {
-        pre: (context: RequestContext) => {
-          context.setSignal(signal)
-          return new Observable(Promise.resolve(context))
-        },
-        post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
-      },
-    ],
-    middlewareMergeStrategy: 'append',
-  }
-  try {
-    const sa = await core.readNamespacedServiceAccount({ name, namespace }, options)
-    return { kind: 'found', serviceAccount: toServiceAccountInfo(sa, namespace) }
-  } catch (error) {
-    if (error instanceof ApiException && error.code === 404) return { kind: 'not-found' }
-    return { kind: 'failed', reason: signal.aborted ? 'deadline exceeded' : describeFailure(error) }
+) => Promise<Lookup>
+
+/** The GET through the in-cluster client: 200 → found, 404 → not-found, anything else → failed. */
+export function inClusterFetcher(client: InClusterClient): ServiceAccountFetcher {
+  return async (namespace, name, signal) => {
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/serviceaccounts/${encodeURIComponent(name)}`
+    try {
+      const response = await client.get(path, signal)
+      if (response.status === 404) return { kind: 'not-found' }
+      if (response.status !== 200) {
+        return { kind: 'failed', reason: `Kubernetes API answered HTTP ${response.status}` }
+      }
+      return {
+        kind: 'found',
+        serviceAccount: toServiceAccountInfo(JSON.parse(response.body), namespace),
+      }
+    } catch (error) {
+      if (signal.aborted) return { kind: 'failed', reason: 'deadline exceeded' }
+      return {
+        kind: 'failed',
+        reason: error instanceof Error ? error.message.slice(0, 200) : 'unknown error',
+      }
+    }
   }
 }
 
@@ -111,18 +101,13 @@ async function observed(metrics: Metrics | undefined, run: () => Promise<Lookup>
 }
 
 /** GET + TTL cache of found ServiceAccounts (not-found is never cached: the SA may be created any moment). */
-export function createApiServiceAccountSource(
-  kubeConfig: KubeConfig,
+export function createCachedServiceAccountSource(
+  fetch: ServiceAccountFetcher,
   options: ApiSourceOptions,
 ): ManagedServiceAccountSource {
   const now = options.now ?? Date.now
   const cache = new Map<string, { expires: number; lookup: Lookup }>()
   const inFlight = new Map<string, Promise<Lookup>>()
-  let core: CoreV1Api | undefined
-  const api = () => {
-    core ??= kubeConfig.makeApiClient(CoreV1Api)
-    return core
-  }
   return {
     ready: () => true,
     close: async () => cache.clear(),
@@ -139,9 +124,7 @@ export function createApiServiceAccountSource(
         // One GET per ServiceAccount at a time, bounded by its own timeout: a review that gives up early
         // (its own deadline) never cancels the GET for the others waiting on it.
         const timeout = AbortSignal.timeout(options.timeoutMs)
-        pending = observed(options.metrics, () =>
-          fetchServiceAccount(api(), namespace, name, timeout),
-        )
+        pending = observed(options.metrics, () => fetch(namespace, name, timeout))
         pending.then((lookup) => {
           inFlight.delete(key)
           if (lookup.kind === 'found' && options.ttlMs > 0) {
@@ -151,51 +134,6 @@ export function createApiServiceAccountSource(
         inFlight.set(key, pending)
       }
       return Promise.race([pending, untilAborted(signal)])
-    },
-  }
-}
-
-/**
- * Informer over all ServiceAccounts with a live-GET fallback on a miss. `ready()` turns true after the first LIST.
- * The informer restarts itself after an error, one second later, until closed.
- */
-export function createWatchServiceAccountSource(
-  kubeConfig: KubeConfig,
-  options: ApiSourceOptions & { readonly onError?: (error: unknown) => void },
-): ManagedServiceAccountSource & { start(): Promise<void> } {
-  const core = kubeConfig.makeApiClient(CoreV1Api)
-  // The informer's start() resolves even when the LIST fails (it reports the error instead), so readiness
-  // follows a LIST that actually succeeded, including one made by a restart.
-  let synced = false
-  const informer = makeInformer(kubeConfig, '/api/v1/serviceaccounts', async () => {
-    const list = await core.listServiceAccountForAllNamespaces()
-    synced = true
-    return list
-  })
-  const fallback = createApiServiceAccountSource(kubeConfig, { ...options, ttlMs: 0 })
-  let closed = false
-  let restart: NodeJS.Timeout | undefined
-  informer.on('error', (error) => {
-    options.onError?.(error)
-    if (!closed) restart = setTimeout(() => void informer.start().catch(options.onError), 1000)
-  })
-  return {
-    async start() {
-      await informer.start()
-    },
-    ready: () => synced,
-    async close() {
-      closed = true
-      clearTimeout(restart)
-      await informer.stop()
-    },
-    async get(namespace, name, signal) {
-      const cached = informer.get(name, namespace)
-      options.metrics?.cache.inc({ result: cached === undefined ? 'miss' : 'hit' })
-      if (cached !== undefined) {
-        return { kind: 'found', serviceAccount: toServiceAccountInfo(cached, namespace) }
-      }
-      return fallback.get(namespace, name, signal)
     },
   }
 }

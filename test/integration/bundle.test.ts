@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -63,6 +63,26 @@ describe('the esbuild bundle (dist/handler.js)', () => {
     const expected = await admit(review, serviceAccounts)
     assert.ok(expected.patch.length > 0)
     assert.deepEqual(JSON.parse(reply.text), expected.body)
+  })
+
+  it('keeps @kubernetes/client-node out of what the default path loads, in a chunk of its own', () => {
+    const main = readFileSync(join(ROOT, 'dist/handler.js'), 'utf8')
+    const staticChunks = [...main.matchAll(/^import [^;]*? from "\.\/(chunks\/[^"]+)";$/gms)].map(
+      (match) => match[1] ?? '',
+    )
+    const loadedAtStart = [
+      main,
+      ...staticChunks.map((c) => readFileSync(join(ROOT, 'dist', c), 'utf8')),
+    ]
+    for (const code of loadedAtStart) assert.doesNotMatch(code, /\bObjectCoreV1Api = class\b/)
+    const lazy = readdirSync(join(ROOT, 'dist/chunks')).filter(
+      (name) => name.startsWith('kube-client-node-') && name.endsWith('.js'),
+    )
+    assert.equal(lazy.length, 1)
+    assert.match(
+      readFileSync(join(ROOT, 'dist/chunks', lazy[0] ?? ''), 'utf8'),
+      /\bObjectCoreV1Api = class\b/,
+    )
   })
 
   it('measures the unbundled handler.ts start-up for comparison (info only)', async (t) => {

@@ -6,12 +6,12 @@ import { after, afterEach, before, describe, it } from 'node:test'
 import { KubeConfig } from '@kubernetes/client-node'
 import { createApp } from '../../function/app.ts'
 import { loadConfig, reviewSettings } from '../../function/config.ts'
-import { createMetrics } from '../../function/metrics.ts'
-import type { Lookup } from '../../function/review-pod.ts'
 import {
   createApiServiceAccountSource,
   createWatchServiceAccountSource,
-} from '../../function/service-accounts.ts'
+} from '../../function/kube-client-node.ts'
+import { createMetrics } from '../../function/metrics.ts'
+import type { Lookup } from '../../function/review-pod.ts'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { poll, within } from '../support/process.ts'
 import { admit, memoryLogger } from '../support/webhook.ts'

@@ -1,0 +1,97 @@
+/**
+ * A minimal in-cluster Kubernetes API client for the one call the webhook makes on its hot path: a GET with the
+ * pod's own ServiceAccount credentials, read the way client-node's `loadFromCluster` reads them
+ * (`KUBERNETES_SERVICE_HOST`/`_PORT`, `<dir>/token`, `<dir>/ca.crt`).
+ *
+ * Why not client-node here: loading it costs ~150 ms and ~40 MiB even bundled (measured, docs/performance.md),
+ * which a scale-to-zero webhook pays on every cold start. client-node stays the client for kubeconfigs (local
+ * development, exec/OIDC auth plugins) and for watch mode (`kube-client-node.ts`, loaded only then).
+ * @module
+ */
+import { readFileSync } from 'node:fs'
+import { Agent, request } from 'node:https'
+
+export interface InClusterOptions {
+  readonly host: string
+  readonly port: number
+  /** Holds `token` and `ca.crt` (default `/var/run/secrets/kubernetes.io/serviceaccount`). */
+  readonly serviceAccountDir: string
+  /** Bound tokens rotate: the token file is re-read when older than this (client-node: 60 s). */
+  readonly tokenMaxAgeMs?: number
+  readonly now?: () => number
+}
+
+export interface KubeResponse {
+  readonly status: number
+  readonly body: string
+}
+
+export interface InClusterClient {
+  /** `https://host:port`, for logs. */
+  readonly server: string
+  /** GETs `path`; rejects on network errors and when `signal` aborts. */
+  get(path: string, signal: AbortSignal): Promise<KubeResponse>
+  close(): void
+}
+
+const MAX_BODY_BYTES = 1024 * 1024
+
+/** Reads the CA once and the token on demand; throws at creation if either file is missing. */
+export function createInClusterClient(options: InClusterOptions): InClusterClient {
+  const now = options.now ?? Date.now
+  const maxAge = options.tokenMaxAgeMs ?? 60_000
+  const ca = readFileSync(`${options.serviceAccountDir}/ca.crt`)
+  const readToken = () => readFileSync(`${options.serviceAccountDir}/token`, 'utf8').trim()
+  let token = readToken()
+  let tokenReadAt = now()
+  const currentToken = () => {
+    if (now() - tokenReadAt >= maxAge) {
+      try {
+        token = readToken()
+      } catch {
+        // Keep the last token if the file is mid-rotation; the API answers 401 if it has expired.
+      }
+      tokenReadAt = now()
+    }
+    return token
+  }
+  const agent = new Agent({ keepAlive: true, ca, maxSockets: 32 })
+  const host = options.host.includes(':') ? `[${options.host}]` : options.host
+  return {
+    server: `https://${host}:${options.port}`,
+    close: () => agent.destroy(),
+    get(path, signal) {
+      return new Promise((resolve, reject) => {
+        const req = request(
+          {
+            host: options.host,
+            port: options.port,
+            path,
+            method: 'GET',
+            agent,
+            signal,
+            headers: { authorization: `Bearer ${currentToken()}`, accept: 'application/json' },
+          },
+          (res) => {
+            const chunks: Buffer[] = []
+            let size = 0
+            res.on('data', (chunk: Buffer) => {
+              size += chunk.length
+              if (size > MAX_BODY_BYTES) req.destroy(new Error('response too large'))
+              else chunks.push(chunk)
+            })
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: Buffer.concat(chunks).toString('utf8'),
+              }),
+            )
+            res.on('error', reject)
+          },
+        )
+        req.on('error', reject)
+        req.end()
+      })
+    },
+  }
+}
