@@ -58,9 +58,9 @@ export async function coldStarts(
   }
   const list = (xs: number[]) => xs.map((x) => x.toFixed(0)).join(' ')
   const line = (label: string, side: Side) =>
-    `cold start ${scheme} ${label}: median ${result[side].toFixed(0)} ms [${list(times[side])}], ${fixed(result[side] / result.floor)}x floor`
-  console.log(line('ours (in-cluster)  ', 'ours'))
-  console.log(line('floor              ', 'floor'))
-  console.log(line('ours (KUBECONFIG)  ', 'kubeconfig'))
+    `cold start ${scheme.padEnd(5)} ${label.padEnd(17)} median ${result[side].toFixed(0)} ms [${list(times[side])}], ${fixed(result[side] / result.floor)}x floor`
+  console.log(line('ours (in-cluster)', 'ours'))
+  console.log(line('floor', 'floor'))
+  console.log(line('ours (KUBECONFIG)', 'kubeconfig'))
   return result
 }
