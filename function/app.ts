@@ -22,6 +22,8 @@ export interface Logger {
   info(fields: object, message?: string): void
   warn(fields: object, message?: string): void
   error(fields: object, message?: string): void
+  /** pino's; when present, decision fields are only built if `info` lines are written. */
+  isLevelEnabled?(level: string): boolean
 }
 
 export interface AppDeps {
@@ -114,17 +116,14 @@ export function createApp(deps: AppDeps): Hono {
           signal,
         }),
     )
-    metrics.decisions.inc({ outcome: decision.outcome })
-    metrics.requestDuration.observe(
-      { outcome: decision.outcome },
-      (performance.now() - started) / 1000,
-    )
-    const fields = logFields(request, decision, started)
+    metrics.recordDecision(decision.outcome, (performance.now() - started) / 1000)
     if (decision.kind === 'error') {
-      logger.warn(fields, 'admission review failed')
+      logger.warn(logFields(request, decision, started), 'admission review failed')
       return problem(c, decision.status, decision.message)
     }
-    logger.info(fields, 'admission review')
+    if (logger.isLevelEnabled?.('info') ?? true) {
+      logger.info(logFields(request, decision, started), 'admission review')
+    }
     return c.json(admissionResponse(request.uid, decision.answer))
   }
 

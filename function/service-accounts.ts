@@ -108,6 +108,8 @@ export function createCachedServiceAccountSource(
   const now = options.now ?? Date.now
   const cache = new Map<string, { expires: number; lookup: Lookup }>()
   const inFlight = new Map<string, Promise<Lookup>>()
+  const hits = options.metrics?.cache.labels('hit')
+  const misses = options.metrics?.cache.labels('miss')
   return {
     ready: () => true,
     close: async () => cache.clear(),
@@ -115,10 +117,10 @@ export function createCachedServiceAccountSource(
       const key = `${namespace}/${name}`
       const hit = cache.get(key)
       if (hit !== undefined && hit.expires > now()) {
-        options.metrics?.cache.inc({ result: 'hit' })
+        hits?.inc()
         return hit.lookup
       }
-      options.metrics?.cache.inc({ result: 'miss' })
+      misses?.inc()
       let pending = inFlight.get(key)
       if (pending === undefined) {
         // One GET per ServiceAccount at a time, bounded by its own timeout: a review that gives up early
