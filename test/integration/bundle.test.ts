@@ -85,6 +85,38 @@ describe('the esbuild bundle (dist/handler.js)', () => {
     )
   })
 
+  it('starts from the compile cache that the image build writes (scripts/warm-compile-cache.ts)', async (t) => {
+    const cache = join(dir, 'compile-cache')
+    const warm = await promisify(execFile)(
+      process.execPath,
+      ['scripts/warm-compile-cache.ts', join(ROOT, 'dist')],
+      {
+        cwd: ROOT,
+        env: { PATH: process.env['PATH'] ?? '', NODE_COMPILE_CACHE: cache },
+        timeout: 60_000,
+      },
+    ).catch((error: { stdout?: string; code?: number }) => error)
+    // The warm-up stops at config validation on purpose (exit 1) after writing the cache.
+    assert.match(String(warm.stdout), /compile cache written to/)
+    const server = await spawnServer({
+      entry: 'dist/handler.js',
+      env: {
+        K_SERVICE: 'irsa-webhook',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        SERVICE_ACCOUNTS_FILE: saFile,
+        NODE_COMPILE_CACHE: cache,
+        NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
+      },
+    })
+    t.after(() => server.stop())
+    assert.match(
+      server.stderr(),
+      /V8 code cache for ESM file:\/\/\S*\/dist\/handler\.js was accepted/,
+    )
+    assert.equal((await postReview(server)).status, 200)
+  })
+
   it('measures the unbundled handler.ts start-up for comparison (info only)', async (t) => {
     const { server, startupMs } = await startTimed('handler.ts')
     t.after(() => server.stop())
