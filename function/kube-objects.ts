@@ -1,58 +1,62 @@
 /**
- * Narrow, loose schemas for the Kubernetes objects the webhook reads: only the fields it uses are checked, and
- * unknown fields pass through untouched (they are never re-serialised: patches address the raw request object).
+ * Narrow types for the Kubernetes objects the webhook reads: only the fields it uses, and unknown fields pass
+ * through untouched (they are never re-serialised: patches address the raw request object).
  * @module
  */
 import { z } from 'zod'
 
-const envVarSchema = z.looseObject({
-  name: z.string(),
-  value: z.string().optional(),
-  valueFrom: z.unknown().optional(),
-})
+/** An env var as the webhook reads it. */
+export interface EnvVar {
+  readonly name: string
+  readonly value?: string | undefined
+  readonly valueFrom?: unknown
+}
 
-const volumeMountSchema = z.looseObject({ name: z.string(), mountPath: z.string() })
+export interface VolumeMount {
+  readonly name: string
+  readonly mountPath: string
+}
 
-const containerSchema = z.looseObject({
-  name: z.string(),
-  env: z.array(envVarSchema).nullish(),
-  volumeMounts: z.array(volumeMountSchema).nullish(),
-})
+/** A container or init container as the webhook reads it (other fields are never touched). */
+export interface Container {
+  readonly name: string
+  readonly env?: readonly EnvVar[] | null | undefined
+  readonly volumeMounts?: readonly VolumeMount[] | null | undefined
+}
 
-const tokenProjectionSchema = z.looseObject({
-  audience: z.string().optional(),
-  expirationSeconds: z.number().optional(),
-  path: z.string(),
-})
+export interface Volume {
+  readonly name: string
+  readonly projected?:
+    | {
+        readonly sources?:
+          | readonly {
+              readonly serviceAccountToken?:
+                | { readonly audience?: string | undefined; readonly path: string }
+                | undefined
+            }[]
+          | null
+          | undefined
+      }
+    | undefined
+}
 
-const volumeSchema = z.looseObject({
-  name: z.string(),
-  projected: z
-    .looseObject({
-      sources: z
-        .array(z.looseObject({ serviceAccountToken: tokenProjectionSchema.optional() }))
-        .nullish(),
-    })
-    .optional(),
-})
-
-const metadataSchema = z.looseObject({
-  name: z.string().optional(),
-  generateName: z.string().optional(),
-  namespace: z.string().optional(),
-  annotations: z.record(z.string(), z.string()).nullish(),
-})
-
-/** The parts of a Pod the webhook reads. */
-export const podSchema = z.looseObject({
-  metadata: metadataSchema.optional(),
-  spec: z.looseObject({
-    serviceAccountName: z.string().optional(),
-    containers: z.array(containerSchema),
-    initContainers: z.array(containerSchema).nullish(),
-    volumes: z.array(volumeSchema).nullish(),
-  }),
-})
+/** The parts of a Pod the webhook reads; checked in place by `readPod` (pod.ts). */
+export interface Pod {
+  readonly metadata?:
+    | {
+        readonly name?: string | undefined
+        readonly generateName?: string | undefined
+        readonly namespace?: string | undefined
+        readonly annotations?: Readonly<Record<string, string>> | null | undefined
+      }
+    | undefined
+  readonly spec: {
+    readonly serviceAccountName?: string | undefined
+    readonly containers: readonly Container[]
+    readonly initContainers?: readonly Container[] | null | undefined
+    readonly volumes?: readonly Volume[] | null | undefined
+  }
+}
 
 /** The parts of a ServiceAccount the webhook reads. */
 export const serviceAccountSchema = z.looseObject({
@@ -62,10 +66,6 @@ export const serviceAccountSchema = z.looseObject({
     annotations: z.record(z.string(), z.string()).nullish(),
   }),
 })
-
-export type Pod = z.infer<typeof podSchema>
-export type Container = z.infer<typeof containerSchema>
-export type Volume = z.infer<typeof volumeSchema>
 
 /** A ServiceAccount reduced to what the webhook uses (what caches keep). */
 export interface ServiceAccountInfo {

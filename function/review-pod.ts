@@ -17,9 +17,10 @@
  */
 import type { AdmissionAnswer, AdmissionRequest } from './admission.ts'
 import { type IdentityDefaults, readIdentity } from './identity.ts'
-import { describeIssues, type Pod, podSchema, type ServiceAccountInfo } from './kube-objects.ts'
+import type { Pod, ServiceAccountInfo } from './kube-objects.ts'
 import { planPodMutation } from './mutate-pod.ts'
 import { ANNOTATIONS } from './names.ts'
+import { readPod } from './pod.ts'
 
 /** Result of looking a ServiceAccount up. */
 export type Lookup =
@@ -84,12 +85,10 @@ function isPodCreate(request: AdmissionRequest): boolean {
 /** Decides one review. Never throws for bad input or API trouble: those are outcomes. */
 export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Promise<Decision> {
   if (!isPodCreate(request)) return allow('not-pod-create')
-  const parsed = podSchema.safeParse(request.object)
-  if (!parsed.success) {
-    const message = describeIssues(parsed.error, 'request.object')
-    return { kind: 'error', outcome: 'bad-request', status: 400, message }
-  }
-  const pod: Pod = parsed.data
+  const parsed = readPod(request.object)
+  if (!parsed.ok)
+    return { kind: 'error', outcome: 'bad-request', status: 400, message: parsed.error }
+  const pod: Pod = parsed.value
   if (pod.metadata?.annotations?.[ANNOTATIONS.mirror] !== undefined) return allow('mirror-pod')
   // Pods made by controllers have no metadata.namespace; the request always carries it.
   const namespace = request.namespace ?? pod.metadata?.namespace ?? ''
