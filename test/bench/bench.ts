@@ -3,6 +3,7 @@
  * same run. Throughput and latency over HTTPS and HTTP for three real AdmissionReview sizes with the SA cache on
  * (TTL 10 s, the default) and off (TTL 0: a ServiceAccount GET per request), info-level logging as an extra row,
  * peak RSS after load, and cold start (spawn → first /mutate answer with a patch). Ratios are ours/floor.
+ * Ours runs as the image runs it (node flags of the `start` script, warmed NODE_COMPILE_CACHE); the floor plain.
  *
  * Options: --seconds N (per measured run, default 5), --runs N (cold starts per server, default 5).
  * @module
@@ -14,11 +15,12 @@ import { type LoadResult, runLoad } from './load.ts'
 import { buildPayloads, type PayloadName } from './payloads.ts'
 import { fixed, loadHeader, loadRow, machineLines, ratioRow, verdict } from './report.ts'
 import {
+  commandLines,
   type Environment,
   ensureBuild,
-  FLOOR_ENTRY,
+  FLOOR,
   floorEnv,
-  OURS_ENTRY,
+  OURS,
   oursEnv,
   type Running,
   type ServerSettings,
@@ -57,8 +59,8 @@ async function pair(
   settings: ServerSettings,
   names: readonly PayloadName[],
 ): Promise<PairResult> {
-  const ours = await startServer(OURS_ENTRY, oursEnv(env, settings), settings.scheme)
-  const floor = await startServer(FLOOR_ENTRY, floorEnv(env, settings), settings.scheme)
+  const ours = await startServer(OURS, oursEnv(env, settings), settings.scheme)
+  const floor = await startServer(FLOOR, floorEnv(env, settings), settings.scheme)
   const rows = new Map<PayloadName, { ours: LoadResult; floor: LoadResult }>()
   try {
     for (const [index, name] of names.entries()) {
@@ -100,10 +102,11 @@ async function main(): Promise<void> {
       `payload ${p.name}: ${p.body.length} bytes, ${p.containers} containers + ${p.initContainers} init`,
     )
   }
-  console.log(`load: autocannon, 10 connections, 1 s warm-up + ${SECONDS} s per run\n`)
+  console.log(`load: autocannon, 10 connections, 1 s warm-up + ${SECONDS} s per run`)
   const env = await startEnvironment()
   try {
-    console.log(loadHeader())
+    for (const line of commandLines(env)) console.log(line)
+    console.log(`\n${loadHeader()}`)
     const all: PayloadName[] = ['small', 'typical', 'large']
     const https = await pair(env, { scheme: 'https', ttlSeconds: 10 }, all)
     await pair(env, { scheme: 'http', ttlSeconds: 10 }, all)

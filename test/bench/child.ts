@@ -48,9 +48,16 @@ process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL')
 })
 
-/** Spawns `node <entry>` (pinned to `cpu` when pinning is available) with exactly `env` plus PATH. */
-export function spawnNode(entry: string, env: Record<string, string>, cpu?: string): Child {
-  const node = [process.execPath, entry]
+/**
+ * Spawns `node <nodeArgs> <entry>` (pinned to `cpu` when pinning is available) with exactly `env` plus PATH.
+ */
+export function spawnNode(
+  entry: string,
+  env: Record<string, string>,
+  cpu?: string,
+  nodeArgs: readonly string[] = [],
+): Child {
+  const node = [process.execPath, ...nodeArgs, entry]
   const [command, ...args] = PINNING && cpu !== undefined ? ['taskset', '-c', cpu, ...node] : node
   const spawnedAt = performance.now()
   const child = spawn(command ?? process.execPath, args, {
@@ -170,12 +177,13 @@ export function patchOf(answer: Answer): string {
 
 /** Milliseconds from spawn to the first 200 answer with a patch (retries refused connections every 2 ms). */
 export async function coldStart(
-  entry: string,
+  program: { readonly entry: string; readonly nodeArgs: readonly string[] },
   env: Record<string, string>,
   url: string,
   body: string,
 ): Promise<number> {
-  const server = spawnNode(entry, env, SERVER_CPU)
+  const { entry, nodeArgs } = program
+  const server = spawnNode(entry, env, SERVER_CPU, nodeArgs)
   try {
     const deadline = server.spawnedAt + 20_000
     while (performance.now() < deadline) {

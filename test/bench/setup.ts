@@ -1,6 +1,8 @@
 /**
  * Shared bench/soak setup: an up-to-date bundle, throwaway TLS certificates, the fake kube-apiserver (api-env.ts),
- * and the env of each server (ours = the bundle `dist/handler.js`, the floor = `test/bench/floor-server.ts`).
+ * the compile cache of the bundle, and the command and env of each server (ours = `node <start flags>
+ * dist/handler.js` with `NODE_COMPILE_CACHE`, as the image runs it; the floor = plain `node
+ * test/bench/floor-server.ts`, the reference).
  * Both reach the API in-cluster style (the production path); `lookup: 'kubeconfig'` starts ours with `KUBECONFIG`
  * instead (the @kubernetes/client-node path, informational).
  * @module
@@ -12,9 +14,22 @@ import { join } from 'node:path'
 import { createTestCertificates } from '../support/tls.ts'
 import { inClusterEnv, type KubeApi, startKubeApi } from './api-env.ts'
 import { type Child, get, ROOT, SERVER_CPU, spawnNode } from './child.ts'
+import { type CompileCache, type Program, startFlags, warmCompileCache } from './image-command.ts'
 
-export const OURS_ENTRY = 'dist/handler.js'
-export const FLOOR_ENTRY = 'test/bench/floor-server.ts'
+const OURS_ENTRY = 'dist/handler.js'
+/** Ours as the image runs it: the node flags of package.json's `start` script (== the Dockerfile CMD). */
+export const OURS: Program = { entry: OURS_ENTRY, nodeArgs: startFlags(OURS_ENTRY) }
+/** The reference: no flags, no compile cache. */
+export const FLOOR: Program = { entry: 'test/bench/floor-server.ts', nodeArgs: [] }
+
+/** Header lines: how each side is started. */
+export function commandLines(env: Environment): string[] {
+  return [
+    `ours:  node ${[...OURS.nodeArgs, OURS.entry].join(' ')} (flags from package.json "start" = image CMD)`,
+    `       ${env.compileCache.summary}`,
+    `floor: node ${FLOOR.entry} (no flags, no compile cache)`,
+  ]
+}
 
 export type Scheme = 'http' | 'https'
 
@@ -45,20 +60,28 @@ export interface Environment {
   readonly certPath: string
   readonly keyPath: string
   readonly api: KubeApi
+  /** Node's compile cache of dist/, warmed for this run (ours only). */
+  readonly compileCache: CompileCache
   close(): Promise<void>
 }
 
-/** Serving certificates for 127.0.0.1 and the fake kube-apiserver (a child on the load generator's CPU). */
+/**
+ * Serving certificates for 127.0.0.1, the fake kube-apiserver (a child on the load generator's CPU) and the
+ * compile cache of the bundle (call after ensureBuild).
+ */
 export async function startEnvironment(): Promise<Environment> {
+  const compileCache = warmCompileCache(OURS)
   const certs = createTestCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
   const api = await startKubeApi()
   return {
     certPath: certs.certPath,
     keyPath: certs.keyPath,
     api,
+    compileCache,
     async close() {
       await api.close()
       rmSync(certs.dir, { recursive: true, force: true })
+      compileCache.close()
     },
   }
 }
@@ -71,6 +94,8 @@ export interface ServerSettings {
   readonly extra?: Record<string, string>
   /** How ours reaches the API: in-cluster credentials (default, production) or a kubeconfig (client-node). */
   readonly lookup?: 'in-cluster' | 'kubeconfig'
+  /** Ours with NODE_COMPILE_CACHE (default true, as in the image); false for the informational cold start. */
+  readonly compileCache?: boolean
 }
 
 function schemeEnv(env: Environment, scheme: Scheme): Record<string, string> {
@@ -88,6 +113,7 @@ export function oursEnv(env: Environment, settings: ServerSettings): Record<stri
       : inClusterEnv(env.api)),
     SA_CACHE_TTL_SECONDS: String(settings.ttlSeconds),
     LOG_LEVEL: settings.logLevel ?? 'warn',
+    ...(settings.compileCache === false ? {} : { NODE_COMPILE_CACHE: env.compileCache.dir }),
     ...schemeEnv(env, settings.scheme),
     ...settings.extra,
   }
@@ -127,14 +153,15 @@ export async function waitUntilAnswering(child: Child, url: string, timeoutMs = 
  * taken by another process between the probe and the spawn, so a start that fails is retried on a new port.
  */
 export async function startServer(
-  entry: string,
+  program: Program,
   env: Record<string, string>,
   scheme: Scheme,
   attempts = 3,
 ): Promise<Running> {
+  const { entry, nodeArgs } = program
   const fixed = env['PORT'] !== undefined && env['PORT'] !== '0'
   const port = fixed ? env['PORT'] : String(await freePort())
-  const child = spawnNode(entry, { ...env, PORT: String(port) }, SERVER_CPU)
+  const child = spawnNode(entry, { ...env, PORT: String(port) }, SERVER_CPU, nodeArgs)
   const base = `${scheme}://127.0.0.1:${port}`
   try {
     await waitUntilAnswering(child, `${base}/healthz`)
@@ -142,7 +169,7 @@ export async function startServer(
     await child.stop()
     if (fixed || attempts <= 1)
       throw new Error(`${entry}: ${(error as Error).message}\n${child.stderr()}`)
-    return startServer(entry, env, scheme, attempts - 1)
+    return startServer(program, env, scheme, attempts - 1)
   }
   return { child, url: `${base}/mutate?timeout=10s` }
 }

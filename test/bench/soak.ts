@@ -1,5 +1,6 @@
 /**
- * `npm run soak`: the built server (dist/handler.js, HTTPS, SA lookup against the fake kube-apiserver) under a
+ * `npm run soak`: the built server (dist/handler.js started as the image starts it: node flags of the `start`
+ * script, warmed NODE_COMPILE_CACHE; HTTPS, SA lookup against the fake kube-apiserver) under a
  * steady load of ~80% of its measured maximum, reported per 10 s window: req/s, errors, p50/p99, RSS. Verdict:
  * no errors, and RSS within ±10% of the first window after warm-up.
  *
@@ -14,8 +15,9 @@ import { type LoadResult, runLoad } from './load.ts'
 import { buildPayloads } from './payloads.ts'
 import { fixed, machineLines } from './report.ts'
 import {
+  commandLines,
   ensureBuild,
-  OURS_ENTRY,
+  OURS,
   oursEnv,
   type Running,
   type Scheme,
@@ -90,9 +92,10 @@ async function main(): Promise<void> {
   for (const line of machineLines()) console.log(line)
   console.log(ensureBuild())
   const env = await startEnvironment()
+  for (const line of commandLines(env).slice(0, 2)) console.log(line)
   const extra = values.sigterm ? { SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS) } : undefined
   const settings = { scheme: SCHEME, ttlSeconds: 10, ...(extra ? { extra } : {}) }
-  const server = await startServer(OURS_ENTRY, oursEnv(env, settings), SCHEME)
+  const server = await startServer(OURS, oursEnv(env, settings), SCHEME)
   try {
     const max = await runLoad({ url: server.url, body, seconds: 5 })
     const rate = Math.round(max.rps * 0.8)
