@@ -70,18 +70,29 @@ function logFields(request: AdmissionRequest, decision: Decision, started: numbe
 }
 
 /**
- * Runs `work` with a signal that aborts after `ms`, and clears the timer as soon as the work is done.
- * (`AbortSignal.timeout` would keep every review's timer, signal and listeners alive until it fires, then build
- * a DOMException and dispatch an abort for a review answered long ago.)
+ * Runs `work` with a deadline signal that is armed only if `work` asks for it (a cache hit never does), and clears
+ * the timer as soon as the work is done. (`AbortSignal.timeout` would keep every review's timer, signal and
+ * listeners alive until it fires, then dispatch an abort for a review answered long ago.)
  */
-async function withDeadline<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController()
-  const timer = setTimeout(
-    () => controller.abort(new DOMException('deadline exceeded', 'TimeoutError')),
-    ms,
-  )
+async function withDeadline<T>(
+  ms: number,
+  work: (signal: () => AbortSignal) => Promise<T>,
+): Promise<T> {
+  let controller: AbortController | undefined
+  let timer: NodeJS.Timeout | undefined
+  const signal = () => {
+    if (controller === undefined) {
+      const armed = new AbortController()
+      timer = setTimeout(
+        () => armed.abort(new DOMException('deadline exceeded', 'TimeoutError')),
+        ms,
+      )
+      controller = armed
+    }
+    return controller.signal
+  }
   try {
-    return await work(controller.signal)
+    return await work(signal)
   } finally {
     clearTimeout(timer)
   }

@@ -96,6 +96,13 @@ export function createWatchServiceAccountSource(
   const fallback = createApiServiceAccountSource(kubeConfig, { ...options, ttlMs: 0 })
   let closed = false
   let restart: NodeJS.Timeout | undefined
+  const fromInformer = (namespace: string, name: string): Lookup | undefined => {
+    const cached = informer.get(name, namespace)
+    options.metrics?.cache.inc({ result: cached === undefined ? 'miss' : 'hit' })
+    return cached === undefined
+      ? undefined
+      : { kind: 'found', serviceAccount: toServiceAccountInfo(cached, namespace) }
+  }
   informer.on('error', (error) => {
     options.onError?.(error)
     if (!closed) restart = setTimeout(() => void informer.start().catch(options.onError), 1000)
@@ -110,13 +117,9 @@ export function createWatchServiceAccountSource(
       clearTimeout(restart)
       await informer.stop()
     },
+    cached: fromInformer,
     async get(namespace, name, signal) {
-      const cached = informer.get(name, namespace)
-      options.metrics?.cache.inc({ result: cached === undefined ? 'miss' : 'hit' })
-      if (cached !== undefined) {
-        return { kind: 'found', serviceAccount: toServiceAccountInfo(cached, namespace) }
-      }
-      return fallback.get(namespace, name, signal)
+      return fromInformer(namespace, name) ?? fallback.get(namespace, name, signal)
     },
   }
 }

@@ -32,6 +32,8 @@ export type Lookup =
 export interface ServiceAccountSource {
   /** Never rejects; resolves `failed` when the signal aborts. */
   get(namespace: string, name: string, signal: AbortSignal): Promise<Lookup>
+  /** The answer when it is at hand without I/O (a fresh cache entry), so no deadline needs arming. */
+  cached?(namespace: string, name: string): Lookup | undefined
 }
 
 export type Outcome =
@@ -68,7 +70,8 @@ export type Decision =
 export interface ReviewDeps {
   readonly serviceAccounts: ServiceAccountSource
   readonly settings: ReviewSettings
-  readonly signal: AbortSignal
+  /** The review's deadline; called only when the lookup has to wait for I/O (it may arm a timer). */
+  readonly signal: () => AbortSignal
 }
 
 const allow = (outcome: Outcome, warnings: readonly string[] = []): Decision => ({
@@ -95,7 +98,9 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
   // The ServiceAccount admission plugin defaults an empty name to "default" before webhooks run.
   const name = pod.spec.serviceAccountName || 'default'
   const serviceAccount = `${namespace}/${name}`
-  const lookup = await deps.serviceAccounts.get(namespace, name, deps.signal)
+  const lookup =
+    deps.serviceAccounts.cached?.(namespace, name) ??
+    (await deps.serviceAccounts.get(namespace, name, deps.signal()))
   if (lookup.kind === 'failed') {
     const message = `looking up ServiceAccount ${serviceAccount} failed: ${lookup.reason}`
     return { kind: 'error', outcome: 'lookup-failed', status: 500, message, serviceAccount }

@@ -110,16 +110,20 @@ export function createCachedServiceAccountSource(
   const inFlight = new Map<string, Promise<Lookup>>()
   const hits = options.metrics?.cache.labels('hit')
   const misses = options.metrics?.cache.labels('miss')
+  const fresh = (key: string) => {
+    const hit = cache.get(key)
+    if (hit === undefined || hit.expires <= now()) return undefined
+    hits?.inc()
+    return hit.lookup
+  }
   return {
     ready: () => true,
     close: async () => cache.clear(),
+    cached: (namespace, name) => fresh(`${namespace}/${name}`),
     async get(namespace, name, signal) {
       const key = `${namespace}/${name}`
-      const hit = cache.get(key)
-      if (hit !== undefined && hit.expires > now()) {
-        hits?.inc()
-        return hit.lookup
-      }
+      const hit = fresh(key)
+      if (hit !== undefined) return hit
       misses?.inc()
       let pending = inFlight.get(key)
       if (pending === undefined) {
@@ -151,14 +155,14 @@ export function createStaticServiceAccountSource(
     const { name, namespace = 'default', annotations } = parsed.data.metadata
     byKey.set(`${namespace}/${name}`, { name, namespace, annotations: annotations ?? {} })
   }
+  const lookup = (namespace: string, name: string): Lookup => {
+    const serviceAccount = byKey.get(`${namespace}/${name}`)
+    return serviceAccount === undefined ? { kind: 'not-found' } : { kind: 'found', serviceAccount }
+  }
   return {
     ready: () => true,
     close: async () => undefined,
-    async get(namespace, name) {
-      const serviceAccount = byKey.get(`${namespace}/${name}`)
-      return serviceAccount === undefined
-        ? { kind: 'not-found' }
-        : { kind: 'found', serviceAccount }
-    },
+    cached: lookup,
+    get: async (namespace, name) => lookup(namespace, name),
   }
 }

@@ -108,7 +108,7 @@ async function mutateOne(document: unknown, workload: Workload, uid: string, con
   const deps = {
     serviceAccounts: context.source,
     settings: options.settings,
-    signal: AbortSignal.timeout(10_000),
+    signal: () => AbortSignal.timeout(10_000),
   }
   const decision = await reviewPod(podCreateRequest(workload, uid), deps)
   const hint = hintFor(context.serviceAccounts, decision.serviceAccount)

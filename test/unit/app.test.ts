@@ -226,6 +226,32 @@ describe('ServiceAccount lookup failures', () => {
   })
 })
 
+describe('cached answers', () => {
+  it("uses a source's cached answer without calling get (no deadline is armed for a cache hit)", async () => {
+    const calls = { cached: 0, get: 0 }
+    const source: ServiceAccountSource = {
+      cached: () => {
+        calls.cached += 1
+        return {
+          kind: 'found',
+          serviceAccount: {
+            namespace: 'e2e-cf073f76',
+            name: 'irsa-sa',
+            annotations: { 'api.vultr.com/role': '775a6be6-45cd-4f19-94f5-6e4f96f093ec' },
+          },
+        }
+      },
+      get: async () => {
+        calls.get += 1
+        return { kind: 'failed', reason: 'get must not be called' }
+      },
+    }
+    const body = await (await post(build({ source }).app, single())).json()
+    assert.equal(body.response.patchType, 'JSONPatch')
+    assert.deepEqual(calls, { cached: 1, get: 0 })
+  })
+})
+
 describe('path secret', () => {
   const token = 'a'.repeat(32)
   it('mutates only on /mutate/<MUTATE_PATH_TOKEN>', async () => {
