@@ -48,6 +48,7 @@ ENV NODE_ENV=production NODE_COMPILE_CACHE=/app/.compile-cache
 EXPOSE 8443 8080
 # Exec form: node is PID 1 and receives SIGTERM directly (the app installs the handler and drains).
 ENTRYPOINT []
-# --max-semi-space-size=16: under load V8 grew the young generation to ~128 MiB for a heap whose live data is
-# ~12 MiB (docs/performance.md); 16 MiB semi-spaces keep a busy webhook's memory flat. Same command as `npm start`.
-CMD ["node", "--max-semi-space-size=16", "dist/handler.js"]
+# --max-semi-space-size=8: under load V8 grew the young generation to ~128 MiB for a heap whose live data is
+# ~12 MiB (docs/performance.md); 8 MiB semi-spaces keep memory close to the floor and measured no slower (smaller
+# young generation, fewer cache misses). Same command as `npm start`.
+CMD ["node", "--max-semi-space-size=8", "dist/handler.js"]
