@@ -10,13 +10,7 @@
 import { readFileSync } from 'node:fs'
 import { pino } from 'pino'
 import { createApp, type Logger } from './function/app.ts'
-import {
-  type Config,
-  listenPort,
-  loadConfig,
-  reviewSettings,
-  serveMode,
-} from './function/config.ts'
+import { appOptions, type Config, listenPort, loadConfig, serveMode } from './function/config.ts'
 import { createInClusterClient } from './function/in-cluster.ts'
 import { createMetrics, type Metrics } from './function/metrics.ts'
 import { startServer } from './function/server.ts'
@@ -108,13 +102,10 @@ async function main(): Promise<void> {
   const { source, description } = await createSource(config, dev, metrics, log)
   let shuttingDown = false
   const app = createApp({
+    ...appOptions(config),
     serviceAccounts: source,
-    settings: reviewSettings(config),
     logger: log,
     metrics,
-    bodyLimitBytes: config.BODY_LIMIT_BYTES,
-    lookupTimeoutMs: config.LOOKUP_TIMEOUT_MS,
-    mutatePathToken: config.MUTATE_PATH_TOKEN,
     ready: () => !shuttingDown && source.ready(),
   })
   const mode = serveMode(config)

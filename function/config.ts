@@ -112,6 +112,16 @@ export function loadConfig(
   return ok(parsed.data)
 }
 
+/** The parts of the app's dependencies that come straight from config (`createApp({ ...appOptions(config), … })`). */
+export function appOptions(config: Config) {
+  return {
+    settings: reviewSettings(config),
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    lookupTimeoutMs: config.LOOKUP_TIMEOUT_MS,
+    mutatePathToken: config.MUTATE_PATH_TOKEN,
+  }
+}
+
 /** The review settings (identity defaults and invalid-role policy) from config. */
 export function reviewSettings(config: Config): ReviewSettings {
   return {

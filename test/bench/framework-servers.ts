@@ -14,7 +14,7 @@ import { createServer } from 'node:http'
 import { serve } from '@hono/node-server'
 import { Hono } from 'hono'
 import { createApp } from '../../function/app.ts'
-import { loadConfig, reviewSettings } from '../../function/config.ts'
+import { appOptions, loadConfig } from '../../function/config.ts'
 import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { createMetrics } from '../../function/metrics.ts'
@@ -78,12 +78,10 @@ async function ourApp(): Promise<void> {
   if (!config.ok) throw new Error(config.error)
   const silent = { info() {}, warn() {}, error() {}, isLevelEnabled: () => false }
   const app = createApp({
+    ...appOptions(config.value),
     serviceAccounts: createStaticServiceAccountSource([sa]),
-    settings: reviewSettings(config.value),
     logger: silent,
     metrics: createMetrics({ processMetrics: side === 'app-metrics' }),
-    bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
-    lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
     ready: () => true,
   })
   if (side === 'app-server') await startServer({ app, host: '127.0.0.1', port, logger: silent })

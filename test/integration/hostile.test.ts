@@ -6,13 +6,9 @@
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { createApp } from '../../function/app.ts'
-import { loadConfig, reviewSettings } from '../../function/config.ts'
-import { createMetrics } from '../../function/metrics.ts'
 import { type RunningServer, startServer } from '../../function/server.ts'
-import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { memoryLogger } from '../support/webhook.ts'
+import { createTestApp, memoryLogger } from '../support/webhook.ts'
 
 const LIMIT = 1024 * 1024
 const GOOD = loadJson('admission/pod-irsa-single-container.json')
@@ -20,16 +16,9 @@ const SA = loadJson('admission/serviceaccount-irsa-sa.json')
 let server: RunningServer
 
 before(async () => {
-  const config = loadConfig({})
-  if (!config.ok) throw new Error(config.error)
-  const app = createApp({
-    serviceAccounts: createStaticServiceAccountSource([SA]),
-    settings: reviewSettings(config.value),
-    logger: memoryLogger(),
-    metrics: createMetrics(),
-    bodyLimitBytes: LIMIT,
-    lookupTimeoutMs: 1000,
-    ready: () => true,
+  const { app } = createTestApp([SA], {
+    BODY_LIMIT_BYTES: String(LIMIT),
+    LOOKUP_TIMEOUT_MS: '1000',
   })
   server = await startServer({
     app,

@@ -4,17 +4,14 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { KubeConfig } from '@kubernetes/client-node'
-import { createApp } from '../../function/app.ts'
-import { loadConfig, reviewSettings } from '../../function/config.ts'
 import {
   createApiServiceAccountSource,
   createWatchServiceAccountSource,
 } from '../../function/kube-client-node.ts'
-import { createMetrics } from '../../function/metrics.ts'
 import type { Lookup } from '../../function/review-pod.ts'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { poll, within } from '../support/process.ts'
-import { admit, memoryLogger } from '../support/webhook.ts'
+import { admit, createTestApp } from '../support/webhook.ts'
 
 const fixture = (name: string) =>
   JSON.parse(readFileSync(new URL(`../fixtures/admission/${name}`, import.meta.url), 'utf8'))
@@ -230,17 +227,8 @@ describe('watch source against a fake kube-apiserver', () => {
 
 describe('the app over a fake kube-apiserver', () => {
   const post = async (query: string) => {
-    const config = loadConfig({ LOOKUP_TIMEOUT_MS: '30000' })
-    if (!config.ok) throw new Error(config.error)
-    const logger = memoryLogger()
-    const app = createApp({
-      serviceAccounts: apiSource({ ttlMs: 0, timeoutMs: LONG }),
-      settings: reviewSettings(config.value),
-      logger,
-      metrics: createMetrics(),
-      bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
-      lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
-      ready: () => true,
+    const { app, logger } = createTestApp(apiSource({ ttlMs: 0, timeoutMs: LONG }), {
+      LOOKUP_TIMEOUT_MS: '30000',
     })
     const response = await within(
       Promise.resolve(

@@ -7,7 +7,7 @@
 import type { Operation } from 'fast-json-patch'
 import fastJsonPatch from 'fast-json-patch'
 import { createApp } from '../../function/app.ts'
-import { loadConfig, reviewSettings } from '../../function/config.ts'
+import { appOptions, loadConfig } from '../../function/config.ts'
 import { createMetrics } from '../../function/metrics.ts'
 import type { ServiceAccountSource } from '../../function/review-pod.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
@@ -34,16 +34,13 @@ export function createTestApp(
   const logger = memoryLogger()
   const metrics = createMetrics()
   const app = createApp({
+    ...appOptions(config.value),
     serviceAccounts:
       'get' in serviceAccounts
         ? serviceAccounts
         : createStaticServiceAccountSource(serviceAccounts),
-    settings: reviewSettings(config.value),
     logger,
     metrics,
-    bodyLimitBytes: config.value.BODY_LIMIT_BYTES,
-    lookupTimeoutMs: config.value.LOOKUP_TIMEOUT_MS,
-    mutatePathToken: config.value.MUTATE_PATH_TOKEN,
     ready,
   })
   return { app, logger, metrics }
