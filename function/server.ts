@@ -54,13 +54,22 @@ interface KeyPair {
   readonly key: string
 }
 
-/** Reads and checks a certificate/key pair: both parse and the key belongs to the certificate. */
-export async function readKeyPair(certPath: string, keyPath: string): Promise<KeyPair> {
+async function readFiles(certPath: string, keyPath: string): Promise<KeyPair> {
   const [cert, key] = await Promise.all([readFile(certPath, 'utf8'), readFile(keyPath, 'utf8')])
-  if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+  return { cert, key }
+}
+
+/** Checks a pair: both parse and the key belongs to the certificate. */
+function checkKeyPair(pair: KeyPair, certPath: string, keyPath: string): KeyPair {
+  if (!new X509Certificate(pair.cert).checkPrivateKey(createPrivateKey(pair.key))) {
     throw new Error(`${keyPath} is not the private key of ${certPath}`)
   }
-  return { cert, key }
+  return pair
+}
+
+/** Reads and checks a certificate/key pair. */
+export async function readKeyPair(certPath: string, keyPath: string): Promise<KeyPair> {
+  return checkKeyPair(await readFiles(certPath, keyPath), certPath, keyPath)
 }
 
 const DEFAULT_TIMEOUTS: ServerTimeouts = {
@@ -80,8 +89,10 @@ function watchCertificates(server: HttpsServer, tls: TlsFiles, initial: KeyPair,
     if (busy) return
     busy = true
     try {
-      const next = await readKeyPair(tls.certPath, tls.keyPath)
+      // Parsing and checking the pair is done only when the files changed, not on every poll.
+      const next = await readFiles(tls.certPath, tls.keyPath)
       if (next.cert !== current.cert || next.key !== current.key) {
+        checkKeyPair(next, tls.certPath, tls.keyPath)
         server.setSecureContext({ ...next, minVersion: 'TLSv1.2' })
         current = next
         logger.info({ certPath: tls.certPath }, 'serving certificate reloaded')
