@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net'
 import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
-import { DEFAULTS } from '../../function/names.ts'
+import { benchIdentity } from './payloads.ts'
 
 const env = process.env
 const saDir = env['KUBE_SERVICEACCOUNT_DIR'] ?? '/var/run/secrets/kubernetes.io/serviceaccount'
@@ -89,14 +89,7 @@ async function review(raw: string): Promise<string> {
   const role = await roleOf(request.namespace, pod.spec.serviceAccountName || 'default')
   const response: Record<string, unknown> = { uid: request.uid, allowed: true }
   if (role !== undefined && isValidRole(role)) {
-    const identity = {
-      roleArn: role,
-      audience: DEFAULTS.audience,
-      expirationSeconds: DEFAULTS.expirationSeconds,
-      stsEndpoint: DEFAULTS.stsEndpoint,
-      region: undefined,
-    }
-    const { patch } = planPodMutation(pod, identity)
+    const { patch } = planPodMutation(pod, benchIdentity(role))
     if (patch.length > 0) {
       response['patchType'] = 'JSONPatch'
       response['patch'] = Buffer.from(JSON.stringify(patch)).toString('base64')

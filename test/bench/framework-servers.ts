@@ -19,22 +19,16 @@ import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { createMetrics } from '../../function/metrics.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
-import { DEFAULTS } from '../../function/names.ts'
 import { startServer } from '../../function/server.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
+import { benchIdentity } from './payloads.ts'
 
 const side = process.env['SIDE'] ?? 'floor'
 const port = Number(process.env['PORT'])
 const sa = JSON.parse(readFileSync(process.env['SA_FILE'] ?? '', 'utf8'))
 const role: string = sa.metadata.annotations['api.vultr.com/role']
 if (!isValidRole(role)) throw new Error('the ServiceAccount file must carry a valid role')
-const identity = {
-  roleArn: role,
-  audience: DEFAULTS.audience,
-  expirationSeconds: DEFAULTS.expirationSeconds,
-  stsEndpoint: DEFAULTS.stsEndpoint,
-  region: undefined,
-}
+const identity = benchIdentity(role)
 
 /** The whole review work the floor and the bare Hono route share. */
 function answer(text: string): string {

@@ -8,6 +8,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs'
+import { DEFAULTS } from '../../function/names.ts'
 
 export type PayloadName = 'small' | 'typical' | 'large'
 
@@ -29,6 +30,17 @@ type Json = any
 
 function fixture(name: string): Json {
   return JSON.parse(readFileSync(new URL(name, ADMISSION), 'utf8'))
+}
+
+/** The identity both reference servers inject for `role`: the webhook's defaults, no region. */
+export function benchIdentity(role: string) {
+  return {
+    roleArn: role,
+    audience: DEFAULTS.audience,
+    expirationSeconds: DEFAULTS.expirationSeconds,
+    stsEndpoint: DEFAULTS.stsEndpoint,
+    region: undefined,
+  }
 }
 
 /** Reads the recorded irsa-sa ServiceAccount (annotated with a role). */
