@@ -102,6 +102,16 @@ async function withDeadline<T>(
 export function createApp(deps: AppDeps): Hono {
   const app = new Hono()
   const { metrics, logger } = deps
+  // kube-apiserver sends the same `?timeout=` on every call of a webhook: compute its budget once per value.
+  let lastTimeout: string | undefined
+  let lastBudget = deps.lookupTimeoutMs
+  const budgetFor = (timeout: string | undefined) => {
+    if (timeout !== lastTimeout) {
+      lastTimeout = timeout
+      lastBudget = lookupBudgetMs(timeout, deps.lookupTimeoutMs)
+    }
+    return lastBudget
+  }
 
   const mutate = async (c: Context): Promise<Response> => {
     const started = performance.now()
@@ -118,14 +128,12 @@ export function createApp(deps: AppDeps): Hono {
     const parsed = parseAdmissionReview(body)
     if (!parsed.ok) return problem(c, 400, parsed.error)
     const request = parsed.value
-    const decision = await withDeadline(
-      lookupBudgetMs(c.req.query('timeout'), deps.lookupTimeoutMs),
-      (signal) =>
-        reviewPod(request, {
-          serviceAccounts: deps.serviceAccounts,
-          settings: deps.settings,
-          signal,
-        }),
+    const decision = await withDeadline(budgetFor(c.req.query('timeout')), (signal) =>
+      reviewPod(request, {
+        serviceAccounts: deps.serviceAccounts,
+        settings: deps.settings,
+        signal,
+      }),
     )
     metrics.recordDecision(decision.outcome, (performance.now() - started) / 1000)
     if (decision.kind === 'error') {

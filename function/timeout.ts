@@ -16,20 +16,12 @@ export function parseGoDuration(raw: string | undefined): number | undefined {
   return total
 }
 
-let lastParam: string | undefined
-let lastMs: number | undefined
-
 /**
  * Milliseconds the lookup may take: the configured cap, shortened so that a 20% margin (at least 250 ms) of the
  * apiserver's timeout remains for the answer; never below 50 ms.
  */
 export function lookupBudgetMs(timeoutParam: string | undefined, capMs: number): number {
-  // kube-apiserver sends the same value on every call of a webhook: parse it once.
-  if (timeoutParam !== lastParam) {
-    lastParam = timeoutParam
-    lastMs = parseGoDuration(timeoutParam)
-  }
-  const timeoutMs = lastMs
+  const timeoutMs = parseGoDuration(timeoutParam)
   if (timeoutMs === undefined) return capMs
   const margin = Math.max(250, timeoutMs * 0.2)
   return Math.max(50, Math.min(capMs, timeoutMs - margin))
