@@ -50,8 +50,11 @@ async function createSource(
       port: config.KUBERNETES_SERVICE_PORT,
       serviceAccountDir: config.KUBE_SERVICEACCOUNT_DIR,
     })
-    const source = createCachedServiceAccountSource(inClusterFetcher(client), options)
-    return { source: withClose(source, () => client.close()), description: `GET ${client.server}` }
+    const source = createCachedServiceAccountSource(inClusterFetcher(client), {
+      ...options,
+      onClose: () => client.close(),
+    })
+    return { source, description: `GET ${client.server}` }
   }
   const kube = await import('./function/kube-client-node.ts')
   const { kubeConfig, server } = kube.loadKubeConfig()
@@ -71,19 +74,6 @@ async function createSource(
     .start()
     .catch((error: unknown) => log.warn({ error: String(error) }, 'informer start failed'))
   return { source, description: `watch ${server}` }
-}
-
-function withClose(
-  source: ManagedServiceAccountSource,
-  close: () => void,
-): ManagedServiceAccountSource {
-  return {
-    ...source,
-    close: async () => {
-      await source.close()
-      close()
-    },
-  }
 }
 
 async function main(): Promise<void> {

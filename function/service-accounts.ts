@@ -87,6 +87,8 @@ export interface ApiSourceOptions {
   readonly timeoutMs: number
   readonly metrics?: Metrics
   readonly now?: () => number
+  /** Releases what the fetcher holds (e.g. the in-cluster client's keep-alive sockets) on close. */
+  readonly onClose?: () => void
 }
 
 /** Times a lookup and counts its result. */
@@ -118,7 +120,10 @@ export function createCachedServiceAccountSource(
   }
   return {
     ready: () => true,
-    close: async () => cache.clear(),
+    close: async () => {
+      cache.clear()
+      options.onClose?.()
+    },
     cached: (namespace, name) => fresh(`${namespace}/${name}`),
     async get(namespace, name, signal) {
       const key = `${namespace}/${name}`
