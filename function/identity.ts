@@ -37,7 +37,7 @@ const REGION = /^[a-z0-9-]{2,32}$/
 const SECONDS = /^\d{1,12}$/
 
 /** Quotes a user value for a message: JSON-escaped (control characters visible) and cut to 60 characters. */
-export function quote(value: string): string {
+function quote(value: string): string {
   const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value
   return JSON.stringify(shown)
 }

@@ -38,7 +38,7 @@ function describeFailure(error: unknown): string {
 }
 
 /** The ServiceAccount GET through client-node's CoreV1Api, bounded by the signal. */
-export function clientNodeFetcher(kubeConfig: KubeConfig): ServiceAccountFetcher {
+function clientNodeFetcher(kubeConfig: KubeConfig): ServiceAccountFetcher {
   let core: CoreV1Api | undefined
   return async (namespace, name, signal): Promise<Lookup> => {
     core ??= kubeConfig.makeApiClient(CoreV1Api)

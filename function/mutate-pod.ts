@@ -26,12 +26,12 @@ export interface MutationPlan {
 }
 
 /** RFC 6901: `~` → `~0`, `/` → `~1`. */
-export function escapePointer(token: string): string {
+function escapePointer(token: string): string {
   return token.replaceAll('~', '~0').replaceAll('/', '~1')
 }
 
 /** Container names listed in the pod's `api.vultr.com/skip-containers` annotation (comma-separated). */
-export function skippedContainers(pod: Pod): ReadonlySet<string> {
+function skippedContainers(pod: Pod): ReadonlySet<string> {
   const raw = pod.metadata?.annotations?.[ANNOTATIONS.skipContainers]
   if (raw === undefined) return new Set()
   return new Set(

@@ -68,7 +68,7 @@ function checkKeyPair(pair: KeyPair, certPath: string, keyPath: string): KeyPair
 }
 
 /** Reads and checks a certificate/key pair. */
-export async function readKeyPair(certPath: string, keyPath: string): Promise<KeyPair> {
+async function readKeyPair(certPath: string, keyPath: string): Promise<KeyPair> {
   return checkKeyPair(await readFiles(certPath, keyPath), certPath, keyPath)
 }
 
