@@ -7,10 +7,15 @@
 
 import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { serve } from '@hono/node-server'
+import { getRequestListener } from '@hono/node-server'
 import type { Hono } from 'hono'
 import type { Logger } from './app.ts'
 
@@ -114,21 +119,17 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts }
   const checking = { connectionsCheckingInterval: timeouts.checkIntervalMs }
   const pair = tls === undefined ? undefined : await readKeyPair(tls.certPath, tls.keyPath)
-  const server = await new Promise<Server | HttpsServer>((resolve) => {
-    const started = serve(
-      {
-        fetch: app.fetch,
-        hostname: host,
-        port,
-        ...(pair === undefined
-          ? { serverOptions: checking }
-          : {
-              createServer: createHttpsServer,
-              serverOptions: { ...pair, ...checking, minVersion: 'TLSv1.2' as const },
-            }),
-      },
-      () => resolve(started as Server | HttpsServer),
-    )
+  const shutdown = new Shutdown(getRequestListener(app.fetch, { hostname: host }))
+  const server: Server | HttpsServer =
+    pair === undefined
+      ? createHttpServer(checking, shutdown.listener)
+      : createHttpsServer({ ...pair, ...checking, minVersion: 'TLSv1.2' }, shutdown.listener)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
   })
   server.keepAliveTimeout = timeouts.keepAliveMs
   server.headersTimeout = timeouts.headersMs
@@ -137,40 +138,53 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     tls !== undefined && pair !== undefined
       ? watchCertificates(server as HttpsServer, tls, pair, logger)
       : () => undefined
-  const endKeepAlive = trackResponses(server)
   return {
     port: (server.address() as AddressInfo).port,
     server,
     close: (timeoutMs) => {
       stopWatching()
-      endKeepAlive()
+      shutdown.begin()
       return closeGracefully(server, timeoutMs)
     },
   }
 }
 
+type Listener = (request: IncomingMessage, response: ServerResponse) => unknown
+
 /**
  * Node's close() ends only the connections idle at that moment; a client keeps reusing the busy ones (the
- * apiserver pools them), so close() would wait for the forced close and cut whatever is in flight then.
- * Returns a function that, from then on, answers every pending and every new request with `Connection: close`.
+ * apiserver pools them), so close() would wait for the forced close and cut whatever is in flight then. Once
+ * `begin()` is called, every pending and every new response carries `Connection: close`.
+ *
+ * It wraps the one request listener (a second `request` listener would make every emit copy the listener list)
+ * and remembers each connection's latest response in a map keyed by socket, which costs a `Map.set` per request
+ * and one `close` listener per connection rather than per request. A finished response in the map is harmless:
+ * its headers are sent, so it is skipped.
  */
-function trackResponses(server: Server | HttpsServer): () => void {
-  const pending = new Set<ServerResponse>()
-  let closing = false
-  server.prependListener('request', (_request: IncomingMessage, response: ServerResponse) => {
-    if (closing) {
-      response.setHeader('connection', 'close')
-      return
+class Shutdown {
+  readonly #latest = new Map<object, ServerResponse>()
+  #closing = false
+  readonly listener: Listener
+
+  constructor(next: Listener) {
+    this.listener = (request, response) => {
+      if (this.#closing) {
+        response.setHeader('connection', 'close')
+      } else {
+        const socket = request.socket
+        if (!this.#latest.has(socket)) socket.once('close', () => this.#latest.delete(socket))
+        this.#latest.set(socket, response)
+      }
+      return next(request, response)
     }
-    pending.add(response)
-    response.once('close', () => pending.delete(response))
-  })
-  return () => {
-    closing = true
-    for (const response of pending) {
+  }
+
+  begin(): void {
+    this.#closing = true
+    for (const response of this.#latest.values()) {
       if (!response.headersSent) response.setHeader('connection', 'close')
     }
-    pending.clear()
+    this.#latest.clear()
   }
 }
 
