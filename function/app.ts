@@ -71,13 +71,14 @@ function logFields(request: AdmissionRequest, decision: Decision, started: numbe
 
 /**
  * Runs `work` with a deadline signal that is armed only if `work` asks for it (a cache hit never does), and clears
- * the timer as soon as the work is done. (`AbortSignal.timeout` would keep every review's timer, signal and
- * listeners alive until it fires, then dispatch an abort for a review answered long ago.)
+ * the timer as soon as the work is done. A result that is not a promise is returned as is, with no promise or
+ * microtask added. (`AbortSignal.timeout` would keep every review's timer, signal and listeners alive until it
+ * fires, then dispatch an abort for a review answered long ago.)
  */
-async function withDeadline<T>(
+function withDeadline<T>(
   ms: number,
-  work: (signal: () => AbortSignal) => Promise<T>,
-): Promise<T> {
+  work: (signal: () => AbortSignal) => T | Promise<T>,
+): T | Promise<T> {
   let controller: AbortController | undefined
   let timer: NodeJS.Timeout | undefined
   const signal = () => {
@@ -91,11 +92,18 @@ async function withDeadline<T>(
     }
     return controller.signal
   }
+  let result: T | Promise<T>
   try {
-    return await work(signal)
-  } finally {
+    result = work(signal)
+  } catch (error) {
     clearTimeout(timer)
+    throw error
   }
+  if (!(result instanceof Promise)) {
+    clearTimeout(timer)
+    return result
+  }
+  return result.finally(() => clearTimeout(timer))
 }
 
 /** Creates the webhook app. */
@@ -128,13 +136,14 @@ export function createApp(deps: AppDeps): Hono {
     const parsed = parseAdmissionReview(body)
     if (!parsed.ok) return problem(c, 400, parsed.error)
     const request = parsed.value
-    const decision = await withDeadline(budgetFor(c.req.query('timeout')), (signal) =>
+    const pending = withDeadline(budgetFor(c.req.query('timeout')), (signal) =>
       reviewPod(request, {
         serviceAccounts: deps.serviceAccounts,
         settings: deps.settings,
         signal,
       }),
     )
+    const decision = pending instanceof Promise ? await pending : pending
     metrics.recordDecision(decision.outcome, (performance.now() - started) / 1000)
     if (decision.kind === 'error') {
       logger.warn(logFields(request, decision, started), 'admission review failed')

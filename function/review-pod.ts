@@ -85,8 +85,14 @@ function isPodCreate(request: AdmissionRequest): boolean {
   return group === '' && kind === 'Pod' && request.operation === 'CREATE' && !request.subResource
 }
 
-/** Decides one review. Never throws for bad input or API trouble: those are outcomes. */
-export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Promise<Decision> {
+/**
+ * Decides one review. Never throws for bad input or API trouble: those are outcomes. The decision is returned
+ * as is when nothing has to wait (a ServiceAccount at hand in the cache); a promise only when the lookup does I/O.
+ */
+export function reviewPod(
+  request: AdmissionRequest,
+  deps: ReviewDeps,
+): Decision | Promise<Decision> {
   if (!isPodCreate(request)) return allow('not-pod-create')
   const parsed = readPod(request.object)
   if (!parsed.ok)
@@ -97,10 +103,21 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
   const namespace = request.namespace ?? pod.metadata?.namespace ?? ''
   // The ServiceAccount admission plugin defaults an empty name to "default" before webhooks run.
   const name = pod.spec.serviceAccountName || 'default'
+  const cached = deps.serviceAccounts.cached?.(namespace, name)
+  if (cached !== undefined) return decideLookup(pod, namespace, name, cached, deps.settings)
+  return deps.serviceAccounts
+    .get(namespace, name, deps.signal())
+    .then((lookup) => decideLookup(pod, namespace, name, lookup, deps.settings))
+}
+
+function decideLookup(
+  pod: Pod,
+  namespace: string,
+  name: string,
+  lookup: Lookup,
+  settings: ReviewSettings,
+): Decision {
   const serviceAccount = `${namespace}/${name}`
-  const lookup =
-    deps.serviceAccounts.cached?.(namespace, name) ??
-    (await deps.serviceAccounts.get(namespace, name, deps.signal()))
   if (lookup.kind === 'failed') {
     const message = `looking up ServiceAccount ${serviceAccount} failed: ${lookup.reason}`
     return { kind: 'error', outcome: 'lookup-failed', status: 500, message, serviceAccount }
@@ -111,7 +128,7 @@ export async function reviewPod(request: AdmissionRequest, deps: ReviewDeps): Pr
       serviceAccount,
     }
   }
-  return { ...decideIdentity(pod, lookup.serviceAccount, deps.settings), serviceAccount }
+  return { ...decideIdentity(pod, lookup.serviceAccount, settings), serviceAccount }
 }
 
 function decideIdentity(pod: Pod, sa: ServiceAccountInfo, settings: ReviewSettings): Decision {
