@@ -98,7 +98,7 @@ export function createWatchServiceAccountSource(
   let restart: NodeJS.Timeout | undefined
   const fromInformer = (namespace: string, name: string): Lookup | undefined => {
     const cached = informer.get(name, namespace)
-    options.metrics?.cache.inc({ result: cached === undefined ? 'miss' : 'hit' })
+    options.metrics?.recordCache(cached === undefined ? 'miss' : 'hit')
     return cached === undefined
       ? undefined
       : { kind: 'found', serviceAccount: toServiceAccountInfo(cached, namespace) }

@@ -110,12 +110,11 @@ export function createCachedServiceAccountSource(
   const now = options.now ?? Date.now
   const cache = new Map<string, { expires: number; lookup: Lookup }>()
   const inFlight = new Map<string, Promise<Lookup>>()
-  const hits = options.metrics?.cache.labels('hit')
-  const misses = options.metrics?.cache.labels('miss')
+  const metrics = options.metrics
   const fresh = (key: string) => {
     const hit = cache.get(key)
     if (hit === undefined || hit.expires <= now()) return undefined
-    hits?.inc()
+    metrics?.recordCache('hit')
     return hit.lookup
   }
   return {
@@ -129,7 +128,7 @@ export function createCachedServiceAccountSource(
       const key = `${namespace}/${name}`
       const hit = fresh(key)
       if (hit !== undefined) return hit
-      misses?.inc()
+      metrics?.recordCache('miss')
       let pending = inFlight.get(key)
       if (pending === undefined) {
         // One GET per ServiceAccount at a time, bounded by its own timeout: a review that gives up early

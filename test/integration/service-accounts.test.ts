@@ -8,6 +8,7 @@ import {
   createApiServiceAccountSource,
   createWatchServiceAccountSource,
 } from '../../function/kube-client-node.ts'
+import { createMetrics, type Metrics } from '../../function/metrics.ts'
 import type { Lookup } from '../../function/review-pod.ts'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { poll, within } from '../support/process.ts'
@@ -41,8 +42,9 @@ const lookup = (
   name = 'irsa-sa',
   signal = AbortSignal.timeout(LONG),
 ) => within(source.get(NS, name, signal), BOUND, `lookup of ${name}`)
-const apiSource = (options: { ttlMs?: number; timeoutMs?: number; now?: () => number } = {}) =>
-  createApiServiceAccountSource(kubeConfig(), { ttlMs: 10_000, timeoutMs: 5_000, ...options })
+const apiSource = (
+  options: { ttlMs?: number; timeoutMs?: number; now?: () => number; metrics?: Metrics } = {},
+) => createApiServiceAccountSource(kubeConfig(), { ttlMs: 10_000, timeoutMs: 5_000, ...options })
 const failedReason = (result: Lookup) => {
   assert.equal(result.kind, 'failed', JSON.stringify(result))
   return result.kind === 'failed' ? result.reason : ''
@@ -123,7 +125,8 @@ describe('GET source against a fake kube-apiserver', () => {
 
   it('serves a second lookup within the TTL from cache and asks again after it', async () => {
     let now = 1_000_000
-    const source = apiSource({ ttlMs: 10_000, now: () => now })
+    const metrics = createMetrics()
+    const source = apiSource({ ttlMs: 10_000, now: () => now, metrics })
     const before = gets(SA_PATH)
     assert.equal((await lookup(source)).kind, 'found')
     now += 9_999
@@ -132,6 +135,12 @@ describe('GET source against a fake kube-apiserver', () => {
     now += 2
     assert.equal((await lookup(source)).kind, 'found')
     assert.equal(gets(SA_PATH) - before, 2)
+    // Counted as plain numbers and handed to prom-client when scraped; a second scrape adds nothing twice.
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const text = await metrics.registry.metrics()
+      assert.match(text, /^irsa_webhook_sa_cache_total\{result="hit"\} 1$/m)
+      assert.match(text, /^irsa_webhook_sa_cache_total\{result="miss"\} 2$/m)
+    }
   })
 
   it('shares one GET among concurrent lookups of one ServiceAccount', async () => {
