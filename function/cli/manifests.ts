@@ -85,7 +85,6 @@ export function podCreateRequest(workload: Workload, uid: string): AdmissionRequ
   return {
     uid,
     kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
     operation: 'CREATE',
     namespace: workload.namespace,
     ...podName,
