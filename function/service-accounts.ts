@@ -108,11 +108,12 @@ export function createCachedServiceAccountSource(
   options: ApiSourceOptions,
 ): ManagedServiceAccountSource {
   const now = options.now ?? Date.now
-  const cache = new Map<string, { expires: number; lookup: Lookup }>()
+  // namespace → name → entry: a hit looks up the two strings as they came in the review, building no key.
+  const cache = new Map<string, Map<string, { expires: number; lookup: Lookup }>>()
   const inFlight = new Map<string, Promise<Lookup>>()
   const metrics = options.metrics
-  const fresh = (key: string) => {
-    const hit = cache.get(key)
+  const fresh = (namespace: string, name: string) => {
+    const hit = cache.get(namespace)?.get(name)
     if (hit === undefined || hit.expires <= now()) return undefined
     metrics?.recordCache('hit')
     return hit.lookup
@@ -123,12 +124,12 @@ export function createCachedServiceAccountSource(
       cache.clear()
       options.onClose?.()
     },
-    cached: (namespace, name) => fresh(`${namespace}/${name}`),
+    cached: fresh,
     async get(namespace, name, signal) {
-      const key = `${namespace}/${name}`
-      const hit = fresh(key)
+      const hit = fresh(namespace, name)
       if (hit !== undefined) return hit
       metrics?.recordCache('miss')
+      const key = `${namespace}/${name}`
       let pending = inFlight.get(key)
       if (pending === undefined) {
         // One GET per ServiceAccount at a time, bounded by its own timeout: a review that gives up early
@@ -138,7 +139,12 @@ export function createCachedServiceAccountSource(
         pending.then((lookup) => {
           inFlight.delete(key)
           if (lookup.kind === 'found' && options.ttlMs > 0) {
-            cache.set(key, { expires: now() + options.ttlMs, lookup })
+            let names = cache.get(namespace)
+            if (names === undefined) {
+              names = new Map()
+              cache.set(namespace, names)
+            }
+            names.set(name, { expires: now() + options.ttlMs, lookup })
           }
         })
         inFlight.set(key, pending)
