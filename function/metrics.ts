@@ -2,12 +2,12 @@
  * Prometheus metrics, on a registry owned by the caller (no globals, so tests and processes never share state).
  * @module
  */
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Histogram, type Metric, Registry } from 'prom-client'
 
 export interface Metrics {
   readonly registry: Registry
   readonly decisions: Counter<'outcome'>
-  readonly requestDuration: Histogram<'outcome'>
+  readonly requestDuration: OutcomeHistogram
   readonly lookupDuration: Histogram<'result'>
   readonly lookupErrors: Counter<'reason'>
   readonly cache: Counter<'result'>
@@ -18,6 +18,87 @@ export interface Metrics {
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+interface HistogramValue {
+  readonly metricName: string
+  readonly labels: Record<string, string | number>
+  readonly value: number
+}
+
+interface Series {
+  /** Observations per bucket (not cumulative); the last slot is above every bound. */
+  readonly counts: Float64Array
+  sum: number
+  count: number
+}
+
+/**
+ * A histogram with one `outcome` label, observed on every review. prom-client's Histogram converts, validates and
+ * hashes the labels on each observe(); this one keeps one series per outcome in a Map of typed arrays and gives
+ * prom-client's registry the same values prom-client's Histogram would (`_bucket` cumulative with `le`, `+Inf`,
+ * `_sum`, `_count`; tested line for line against it), so the exposition stays prom-client's.
+ */
+export class OutcomeHistogram {
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #series = new Map<string, Series>()
+
+  readonly name: string
+  readonly help: string
+  readonly buckets: readonly number[]
+
+  constructor(name: string, help: string, buckets: readonly number[]) {
+    this.name = name
+    this.help = help
+    this.buckets = buckets
+  }
+
+  observe(outcome: string, value: number): void {
+    let series = this.#series.get(outcome)
+    if (series === undefined) {
+      series = { counts: new Float64Array(this.buckets.length + 1), sum: 0, count: 0 }
+      this.#series.set(outcome, series)
+    }
+    let index = 0
+    while (index < this.buckets.length && value > (this.buckets[index] ?? 0)) index++
+    series.counts[index] = (series.counts[index] ?? 0) + 1
+    series.sum += value
+    series.count++
+  }
+
+  /** What prom-client's registry reads from a metric when it renders the exposition. */
+  async get() {
+    const values: HistogramValue[] = []
+    for (const [outcome, series] of this.#series) {
+      let cumulative = 0
+      this.buckets.forEach((bound, index) => {
+        cumulative += series.counts[index] ?? 0
+        values.push({
+          metricName: `${this.name}_bucket`,
+          labels: { le: bound, outcome },
+          value: cumulative,
+        })
+      })
+      const labels = { outcome }
+      values.push(
+        { metricName: `${this.name}_bucket`, labels: { le: '+Inf', outcome }, value: series.count },
+        { metricName: `${this.name}_sum`, labels, value: series.sum },
+        { metricName: `${this.name}_count`, labels, value: series.count },
+      )
+    }
+    return {
+      name: this.name,
+      help: this.help,
+      type: 'histogram' as never,
+      values,
+      aggregator: 'sum',
+    }
+  }
+
+  reset(): void {
+    this.#series.clear()
+  }
+}
 
 /** Creates the webhook's metrics on a fresh registry; `processMetrics` adds Node's default process metrics. */
 export function createMetrics(options: { processMetrics?: boolean } = {}): Metrics {
@@ -49,24 +130,12 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
       }
     },
   })
-  const requestDuration = new Histogram({
-    name: 'irsa_webhook_request_duration_seconds',
-    help: 'Time to answer one AdmissionReview, by outcome',
-    labelNames: ['outcome'],
-    buckets: LATENCY_BUCKETS,
-    registers: [registry],
-  })
-  // The labelled histogram series are looked up once per outcome, not per call.
-  const durations = new Map<string, (seconds: number) => void>()
-  const durationOf = (outcome: string) => {
-    let observe = durations.get(outcome)
-    if (observe === undefined) {
-      const series = requestDuration.labels(outcome)
-      observe = (seconds) => series.observe(seconds)
-      durations.set(outcome, observe)
-    }
-    return observe
-  }
+  const requestDuration = new OutcomeHistogram(
+    'irsa_webhook_request_duration_seconds',
+    'Time to answer one AdmissionReview, by outcome',
+    LATENCY_BUCKETS,
+  )
+  registry.registerMetric(requestDuration as unknown as Metric)
   return {
     registry,
     decisions,
@@ -74,7 +143,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
     cache,
     recordDecision(outcome, seconds) {
       decisionCounts.set(outcome, (decisionCounts.get(outcome) ?? 0) + 1)
-      durationOf(outcome)(seconds)
+      requestDuration.observe(outcome, seconds)
     },
     recordCache(result) {
       cacheCounts[result]++
