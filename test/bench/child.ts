@@ -107,6 +107,14 @@ export function spawnNode(
   return { child, pid: child.pid ?? 0, spawnedAt, listening, exit, stderr: () => stderr, stop }
 }
 
+/** CPU time (user + system) of a process in milliseconds, from /proc (clock ticks of 10 ms); NaN off Linux. */
+export function cpuMs(pid: number): number {
+  const file = `/proc/${pid}/stat`
+  if (!existsSync(file)) return Number.NaN
+  const fields = readFileSync(file, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined off Linux. */
 export function memoryOf(pid: number): { rss: number; peak: number } | undefined {
   const file = `/proc/${pid}/status`

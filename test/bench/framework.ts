@@ -7,11 +7,11 @@
  * medians and floor/side ratios.
  * @module
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { pinSelf, SERVER_CPU, spawnNode } from './child.ts'
+import { cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
 import { runLoad } from './load.ts'
 import { buildPayloads, serviceAccount } from './payloads.ts'
 import { machineLines, median } from './report.ts'
@@ -34,12 +34,6 @@ const program = (side: Side) =>
   side === 'ours'
     ? { entry: OURS.entry, nodeArgs: OURS.nodeArgs }
     : { entry: SERVERS, nodeArgs: [] }
-
-/** CPU time (user + system) of a process in milliseconds (clock ticks of 10 ms). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
 
 /** One round for one side: start, warm up 1 s, load, read CPU per review and req/s, stop. */
 async function round(side: Side): Promise<{ usPerReview: number; rps: number }> {

@@ -20,6 +20,14 @@ export function machineLines(): string[] {
 const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-')
 const pad = (text: string, width: number) => text.padStart(width)
 
+/** One side's result over several rounds: medians of the rounds' figures, sums of the counts. */
+export interface RoundsResult extends LoadResult {
+  /** Server CPU time (user + system) per answered review, median of the rounds, in µs. */
+  readonly cpuUs: number
+  /** ServiceAccount GETs the fake kube-apiserver served per request, over all rounds. */
+  readonly getsPerRequest: number
+}
+
 export function loadHeader(): string {
   return [
     'run'.padEnd(34),
@@ -27,26 +35,36 @@ export function loadHeader(): string {
     pad('p50 ms', 7),
     pad('p99 ms', 7),
     pad('errors', 6),
+    pad('CPU µs/req', 10),
+    pad('GETs/req', 8),
   ].join(' ')
 }
 
-export function loadRow(label: string, result: LoadResult): string {
+export function loadRow(label: string, result: RoundsResult): string {
   return [
     label.padEnd(34),
     pad(fixed(result.rps, 0), 8),
     pad(fixed(result.p50), 7),
     pad(fixed(result.p99), 7),
     pad(String(result.errors), 6),
+    pad(fixed(result.cpuUs, 0), 10),
+    pad(fixed(result.getsPerRequest), 8),
   ].join(' ')
 }
 
-/** ours/floor for throughput and latency. */
-export function ratioRow(label: string, ours: LoadResult, floor: LoadResult): string {
+/** ours/floor: req/s as the median of the rounds' ratios (each round runs both back to back), the rest of medians. */
+export function ratioRow(
+  label: string,
+  rpsRatio: number,
+  ours: RoundsResult,
+  floor: RoundsResult,
+): string {
   return [
     label.padEnd(34),
-    `req/s ${fixed(ours.rps / floor.rps)}x`,
+    `req/s ${fixed(rpsRatio)}x`,
     `p50 ${fixed(ours.p50 / floor.p50)}x`,
     `p99 ${fixed(ours.p99 / floor.p99)}x`,
+    `CPU/req ${fixed(ours.cpuUs / floor.cpuUs)}x`,
   ].join('  ')
 }
 
