@@ -1,25 +1,36 @@
 /**
  * `npm run bench:framework`: where ours' per-review CPU goes, layer by layer. Servers answer the typical review over
  * plain HTTP with a fixed ServiceAccount (no lookup): the floor (node:http), the same work in a bare Hono route, our
- * `createApp` on plain `serve()`, on our `startServer`, with process metrics (test/bench/framework-servers.ts), and
- * ours as the image runs it (dist/handler.js, Knative mode, SERVICE_ACCOUNTS_FILE). Each is loaded for `--seconds`
- * (default 5) in `--rounds` (default 3) alternating rounds; CPU per review comes from /proc/<pid>/stat. Prints
- * medians and floor/side ratios.
+ * `createApp` on @hono/node-server, on our `startServer`, with process metrics (test/bench/framework-servers.ts),
+ * and ours as the image runs it (dist/handler.js, Knative mode, SERVICE_ACCOUNTS_FILE).
+ *
+ * All of them run at the same time, pinned to the same CPU, and each round loads all of them at once at the same
+ * fixed rate (well below saturation): whatever else the machine does in a round, every side suffers it alike.
+ * CPU time per review comes from /proc; the ratio printed is the median over the rounds of side/floor in that
+ * round. (Loading one server after the other, a 2-5 % difference drowned in ±15 % drift between runs.)
+ *
+ * Options: --rate N (requests/s per server, default 350), --seconds N (per round, default 3), --rounds N (default
+ * 11).
  * @module
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
+import { type Child, cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
 import { runLoad } from './load.ts'
 import { buildPayloads, serviceAccount } from './payloads.ts'
 import { machineLines, median } from './report.ts'
 import { ensureBuild, freePort, OURS, waitUntilAnswering } from './setup.ts'
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '5' }, rounds: { type: 'string', default: '3' } },
+  options: {
+    rate: { type: 'string', default: '350' },
+    seconds: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '11' },
+  },
 })
+const RATE = Number(values.rate)
 const SECONDS = Number(values.seconds)
 const ROUNDS = Number(values.rounds)
 const body = buildPayloads().typical.body
@@ -35,8 +46,15 @@ const program = (side: Side) =>
     ? { entry: OURS.entry, nodeArgs: OURS.nodeArgs }
     : { entry: SERVERS, nodeArgs: [] }
 
-/** One round for one side: start, warm up 1 s, load, read CPU per review and req/s, stop. */
-async function round(side: Side): Promise<{ usPerReview: number; rps: number }> {
+interface Server {
+  readonly side: Side
+  readonly child: Child
+  readonly url: string
+  /** CPU µs per review, one per round. */
+  readonly us: number[]
+}
+
+async function start(side: Side): Promise<Server> {
   const port = String(await freePort())
   const env = {
     SIDE: side,
@@ -50,46 +68,51 @@ async function round(side: Side): Promise<{ usPerReview: number; rps: number }> 
   const { entry, nodeArgs } = program(side)
   const child = spawnNode(entry, env, SERVER_CPU, nodeArgs)
   const url = `http://127.0.0.1:${port}/mutate?timeout=10s`
-  try {
-    await waitUntilAnswering(child, url).catch((error: unknown) => {
-      throw new Error(`${side} did not start: ${String(error)}\n${child.stderr()}`)
-    })
-    await runLoad({ url, body, seconds: 1 })
-    const before = cpuMs(child.pid)
-    const result = await runLoad({ url, body, seconds: SECONDS })
-    if (result.errors > 0) throw new Error(`${side}: ${result.errors} errors`)
-    return { usPerReview: ((cpuMs(child.pid) - before) * 1000) / result.ok, rps: result.rps }
-  } finally {
+  await waitUntilAnswering(child, url).catch(async (error: unknown) => {
     await child.stop()
-  }
+    throw new Error(`${side} did not start: ${String(error)}\n${child.stderr()}`)
+  })
+  return { side, child, url, us: [] }
+}
+
+/** One round: every server loaded at RATE at the same time; CPU per answered review of each. */
+async function round(servers: readonly Server[], seconds: number, record: boolean) {
+  const before = servers.map((server) => cpuMs(server.child.pid))
+  const results = await Promise.all(
+    servers.map((server) => runLoad({ url: server.url, body, seconds, rate: RATE })),
+  )
+  servers.forEach((server, index) => {
+    const result = results[index]
+    if (result === undefined || result.errors > 0) {
+      throw new Error(`${server.side}: ${result?.errors} errors`)
+    }
+    const used = cpuMs(server.child.pid) - (before[index] ?? 0)
+    if (record) server.us.push((used * 1000) / result.ok)
+  })
 }
 
 console.log(machineLines().join('\n'))
 console.log(ensureBuild())
 pinSelf()
-const results = new Map<Side, { us: number[]; rps: number[] }>(
-  SIDES.map((side) => [side, { us: [], rps: [] }]),
-)
+const servers: Server[] = []
 try {
-  for (let index = 0; index < ROUNDS; index++) {
-    for (const side of SIDES) {
-      const { usPerReview, rps } = await round(side)
-      results.get(side)?.us.push(usPerReview)
-      results.get(side)?.rps.push(rps)
-    }
-  }
+  for (const side of SIDES) servers.push(await start(side))
+  await round(servers, 2, false) // warm-up: JIT and caches settle
+  for (let index = 0; index < ROUNDS; index++) await round(servers, SECONDS, true)
 } finally {
+  for (const server of servers) await server.child.stop()
   rmSync(dir, { recursive: true, force: true })
 }
-const floorUs = median(results.get('floor')?.us ?? [])
+const floor = servers.find((server) => server.side === 'floor')
+if (floor === undefined) throw new Error('no floor')
 console.log(
-  `typical review over HTTP, fixed ServiceAccount, ${ROUNDS} rounds of ${SECONDS} s, medians:`,
+  `typical review over HTTP, fixed ServiceAccount; all ${servers.length} servers on one CPU, loaded together at ` +
+    `${RATE} req/s each; ${ROUNDS} rounds of ${SECONDS} s:`,
 )
-for (const side of SIDES) {
-  const us = median(results.get(side)?.us ?? [])
-  const rps = median(results.get(side)?.rps ?? [])
+for (const server of servers) {
+  const ratios = server.us.map((us, index) => us / (floor.us[index] ?? Number.NaN))
   console.log(
-    `${side.padEnd(11)} ${us.toFixed(0).padStart(5)} µs CPU/review  ${rps.toFixed(0).padStart(6)} req/s  ` +
-      `floor/${side} ${(floorUs / us).toFixed(2)}x  [${(results.get(side)?.us ?? []).map((v) => v.toFixed(0)).join(' ')}]`,
+    `${server.side.padEnd(11)} ${median(server.us).toFixed(0).padStart(5)} µs CPU/review  ` +
+      `${server.side}/floor ${median(ratios).toFixed(2)}x  (rounds: ${ratios.map((v) => v.toFixed(2)).join(' ')})`,
   )
 }
