@@ -187,3 +187,18 @@ describe('hostile bodies at the HTTP edge', () => {
     await assertRejected(await exchange(head, [body]), 415, /Content-Type/)
   })
 })
+
+describe('serving', () => {
+  it('rejects startServer with the listen error when the port is taken, and keeps the first server up', async () => {
+    const { app } = createTestApp([SA])
+    await assert.rejects(
+      startServer({ app, host: '127.0.0.1', port: server.port, logger: memoryLogger() }),
+      (error: NodeJS.ErrnoException) => error.code === 'EADDRINUSE',
+    )
+    const answer = await exchange(
+      `POST /mutate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(JSON.stringify(GOOD))}\r\nConnection: close\r\n\r\n`,
+      [JSON.stringify(GOOD)],
+    )
+    assert.equal(answer.status, 200)
+  })
+})
