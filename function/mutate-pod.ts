@@ -25,11 +25,6 @@ export interface MutationPlan {
   readonly blocked?: string
 }
 
-/** RFC 6901: `~` → `~0`, `/` → `~1`. */
-function escapePointer(token: string): string {
-  return token.replaceAll('~', '~0').replaceAll('/', '~1')
-}
-
 /** Container names listed in the pod's `api.vultr.com/skip-containers` annotation (comma-separated). */
 function skippedContainers(pod: Pod): ReadonlySet<string> {
   const raw = pod.metadata?.annotations?.[ANNOTATIONS.skipContainers]
@@ -186,7 +181,7 @@ export function planPodMutation(pod: Pod, identity: Identity): MutationPlan {
   for (const [field, containers] of groups) {
     containers.forEach((container, index) => {
       if (skip.has(container.name)) return
-      planContainer(container, `/spec/${escapePointer(field)}/${index}`, identity, ops)
+      planContainer(container, `/spec/${field}/${index}`, identity, ops)
       warnings.push(...containerWarnings(container, identity))
     })
   }
