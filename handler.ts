@@ -114,13 +114,12 @@ async function main(): Promise<void> {
     tls,
     logger: log,
   })
-  const scheme = mode === 'https' ? 'https' : 'http'
   log.info(
     {
       port: running.port,
       mode,
       serviceAccounts: description,
-      url: `${scheme}://${config.HOST}:${running.port}`,
+      url: `${mode}://${config.HOST}:${running.port}`,
     },
     'listening',
   )

@@ -37,12 +37,15 @@ export const ENV = {
   accessKeyId: 'AWS_ACCESS_KEY_ID',
 } as const
 
+const TOKEN_MOUNT_PATH = '/var/run/secrets/vultr.com/serviceaccount'
+const TOKEN_FILE_NAME = 'token'
+
 /** The projected token volume and where it is mounted. */
 export const TOKEN_VOLUME = {
   name: 'vultr-irsa-token',
-  mountPath: '/var/run/secrets/vultr.com/serviceaccount',
-  fileName: 'token',
-  tokenFile: '/var/run/secrets/vultr.com/serviceaccount/token',
+  mountPath: TOKEN_MOUNT_PATH,
+  fileName: TOKEN_FILE_NAME,
+  tokenFile: `${TOKEN_MOUNT_PATH}/${TOKEN_FILE_NAME}`,
 } as const
 
 /** Defaults used when neither config nor a ServiceAccount annotation says otherwise. */
