@@ -6,11 +6,8 @@ import { Counter, collectDefaultMetrics, Histogram, type Metric, Registry } from
 
 export interface Metrics {
   readonly registry: Registry
-  readonly decisions: Counter<'outcome'>
-  readonly requestDuration: OutcomeHistogram
   readonly lookupDuration: Histogram<'result'>
   readonly lookupErrors: Counter<'reason'>
-  readonly cache: Counter<'result'>
   /** Counts one decision and its latency. */
   recordDecision(outcome: string, seconds: number): void
   /** Counts one ServiceAccount cache lookup. */
@@ -95,6 +92,11 @@ export class OutcomeHistogram {
     }
   }
 
+  /** Observations so far, per outcome. */
+  *counts(): Iterable<[outcome: string, count: number]> {
+    for (const [outcome, series] of this.#series) yield [outcome, series.count]
+  }
+
   reset(): void {
     this.#series.clear()
   }
@@ -104,45 +106,40 @@ export class OutcomeHistogram {
 export function createMetrics(options: { processMetrics?: boolean } = {}): Metrics {
   const registry = new Registry()
   if (options.processMetrics === true) collectDefaultMetrics({ register: registry })
-  // The counters on the review path are plain numbers, handed to prom-client when it is scraped (`collect`):
-  // a labelled inc() hashes its labels on every call, which showed in the per-review profile.
-  const decisionCounts = new Map<string, number>()
-  const decisions: Counter<'outcome'> = new Counter({
-    name: 'irsa_webhook_decisions_total',
-    help: 'Admission decisions by outcome (mutated, not-annotated, sa-not-found, lookup-failed, ...)',
-    labelNames: ['outcome'],
-    registers: [registry],
-    collect() {
-      for (const [outcome, count] of decisionCounts) if (count > 0) this.inc({ outcome }, count)
-      decisionCounts.clear()
-    },
-  })
-  const cacheCounts = { hit: 0, miss: 0 }
-  const cache: Counter<'result'> = new Counter({
-    name: 'irsa_webhook_sa_cache_total',
-    help: 'ServiceAccount cache lookups, by result (hit, miss)',
-    labelNames: ['result'],
-    registers: [registry],
-    collect() {
-      for (const result of ['hit', 'miss'] as const) {
-        if (cacheCounts[result] > 0) this.inc({ result }, cacheCounts[result])
-        cacheCounts[result] = 0
-      }
-    },
-  })
+  // The review path counts in plain numbers (a labelled prom-client inc() or observe() hashes its labels on every
+  // call, which showed in the per-review profile); prom-client's counters take the running totals when scraped.
   const requestDuration = new OutcomeHistogram(
     'irsa_webhook_request_duration_seconds',
     'Time to answer one AdmissionReview, by outcome',
     LATENCY_BUCKETS,
   )
   registry.registerMetric(requestDuration as unknown as Metric)
+  new Counter({
+    name: 'irsa_webhook_decisions_total',
+    help: 'Admission decisions by outcome (mutated, not-annotated, sa-not-found, lookup-failed, ...)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const [outcome, count] of requestDuration.counts()) this.inc({ outcome }, count)
+    },
+  })
+  const cacheCounts = { hit: 0, miss: 0 }
+  new Counter({
+    name: 'irsa_webhook_sa_cache_total',
+    help: 'ServiceAccount cache lookups, by result (hit, miss)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset()
+      for (const result of ['hit', 'miss'] as const) {
+        if (cacheCounts[result] > 0) this.inc({ result }, cacheCounts[result])
+      }
+    },
+  })
   return {
     registry,
-    decisions,
-    requestDuration,
-    cache,
     recordDecision(outcome, seconds) {
-      decisionCounts.set(outcome, (decisionCounts.get(outcome) ?? 0) + 1)
       requestDuration.observe(outcome, seconds)
     },
     recordCache(result) {
