@@ -26,7 +26,13 @@ export interface ManagedServiceAccountSource extends ServiceAccountSource {
 /** Keeps only what the webhook reads: name, namespace and our annotations. */
 export function toServiceAccountInfo(
   sa:
-    | { metadata?: { name?: string; namespace?: string; annotations?: Record<string, string> } }
+    | {
+        metadata?: {
+          name?: string | undefined
+          namespace?: string | undefined
+          annotations?: Record<string, string> | null | undefined
+        }
+      }
     | undefined,
   fallbackNamespace: string,
 ): ServiceAccountInfo {
@@ -162,8 +168,8 @@ export function createStaticServiceAccountSource(
   for (const doc of objects) {
     const parsed = serviceAccountSchema.safeParse(doc)
     if (!parsed.success) continue
-    const { name, namespace = 'default', annotations } = parsed.data.metadata
-    byKey.set(`${namespace}/${name}`, { name, namespace, annotations: annotations ?? {} })
+    const info = toServiceAccountInfo(parsed.data, 'default')
+    byKey.set(`${info.namespace}/${info.name}`, info)
   }
   const lookup = (namespace: string, name: string): Lookup => {
     const serviceAccount = byKey.get(`${namespace}/${name}`)
