@@ -7,7 +7,6 @@
  * @module
  */
 import { z } from 'zod'
-import { describeIssues } from './kube-objects.ts'
 import type { AddOperation } from './mutate-pod.ts'
 import { err, ok, type Result } from './result.ts'
 
@@ -35,6 +34,20 @@ const reviewSchema = z.object({
 })
 
 export type AdmissionRequest = z.infer<typeof requestSchema>
+
+/** Formats zod issues as `path: message` lines, with the path as Kubernetes users write it. */
+function describeIssues(error: z.ZodError, root: string): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => {
+      const path = issue.path.reduce<string>(
+        (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : `${acc}.${String(key)}`),
+        root,
+      )
+      return `${path}: ${issue.message}`
+    })
+    .join('; ')
+}
 
 /** Parses an AdmissionReview v1 request body; the error names the field and the expected form. */
 export function parseAdmissionReview(body: unknown): Result<AdmissionRequest, string> {

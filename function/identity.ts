@@ -16,13 +16,8 @@ export interface Identity {
   readonly region: string | undefined
 }
 
-/** Webhook-wide defaults for the identity, from config. */
-export interface IdentityDefaults {
-  readonly audience: string
-  readonly expirationSeconds: number
-  readonly stsEndpoint: string
-  readonly region: string | undefined
-}
+/** Webhook-wide defaults for the identity (everything but the role), from config. */
+export type IdentityDefaults = Omit<Identity, 'roleArn'>
 
 export type IdentityResult =
   | { readonly kind: 'none' }
@@ -68,13 +63,13 @@ function readExpiration(raw: string | undefined, fallback: number, warnings: str
   return seconds
 }
 
-function readChecked(
+function readChecked<Fallback extends string | undefined>(
   key: string,
   raw: string | undefined,
   check: (value: string) => boolean,
-  fallback: string | undefined,
+  fallback: Fallback,
   warnings: string[],
-): string | undefined {
+): string | Fallback {
   if (raw === undefined) return fallback
   if (check(raw)) return raw
   warnings.push(`${key} ${quote(raw)} is invalid; using the default`)
@@ -113,27 +108,25 @@ export function readIdentity(
   const warnings: string[] = []
   const identity: Identity = {
     roleArn: role,
-    audience:
-      readChecked(
-        ANNOTATIONS.audience,
-        annotations[ANNOTATIONS.audience],
-        (v) => AUDIENCE.test(v),
-        defaults.audience,
-        warnings,
-      ) ?? defaults.audience,
+    audience: readChecked(
+      ANNOTATIONS.audience,
+      annotations[ANNOTATIONS.audience],
+      (v) => AUDIENCE.test(v),
+      defaults.audience,
+      warnings,
+    ),
     expirationSeconds: readExpiration(
       annotations[ANNOTATIONS.tokenExpiration],
       defaults.expirationSeconds,
       warnings,
     ),
-    stsEndpoint:
-      readChecked(
-        ANNOTATIONS.stsEndpoint,
-        annotations[ANNOTATIONS.stsEndpoint],
-        isHttpUrl,
-        defaults.stsEndpoint,
-        warnings,
-      ) ?? defaults.stsEndpoint,
+    stsEndpoint: readChecked(
+      ANNOTATIONS.stsEndpoint,
+      annotations[ANNOTATIONS.stsEndpoint],
+      isHttpUrl,
+      defaults.stsEndpoint,
+      warnings,
+    ),
     region: readChecked(
       ANNOTATIONS.region,
       annotations[ANNOTATIONS.region],

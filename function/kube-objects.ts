@@ -73,17 +73,3 @@ export interface ServiceAccountInfo {
   readonly name: string
   readonly annotations: Readonly<Record<string, string>>
 }
-
-/** Formats zod issues as `path: message` lines, with the path as Kubernetes users write it. */
-export function describeIssues(error: z.ZodError, root: string): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => {
-      const path = issue.path.reduce<string>(
-        (acc, key) => (typeof key === 'number' ? `${acc}[${key}]` : `${acc}.${String(key)}`),
-        root,
-      )
-      return `${path}: ${issue.message}`
-    })
-    .join('; ')
-}
