@@ -12,7 +12,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { get } from 'node:https'
 import { join } from 'node:path'
 import { createTestCertificates } from '../support/tls.ts'
-import { type Child, LOAD_CPU, spawnNode } from './child.ts'
+import { LOAD_CPU, spawnNode } from './child.ts'
 import { BENCH_TOKEN } from './fake-sa-api.ts'
 
 export interface KubeApi {
@@ -20,7 +20,6 @@ export interface KubeApi {
   /** Holds `token` and `ca.crt`. */
   readonly serviceAccountDir: string
   readonly kubeconfig: string
-  readonly fake: Child
   /** How many ServiceAccount GETs the fake has served so far. */
   gets(): Promise<number>
   close(): Promise<void>
@@ -76,7 +75,6 @@ export async function startKubeApi(): Promise<KubeApi> {
     port,
     serviceAccountDir,
     kubeconfig: kubeconfigPath,
-    fake,
     async gets() {
       return ((await httpsJson(`${server}/stats`, certs.caPem)) as { gets: number }).gets
     },

@@ -17,7 +17,7 @@
 import { parseArgs } from 'node:util'
 import { cpuMs, memoryOf, patchOf, pinSelf, post } from './child.ts'
 import { coldStarts } from './cold-starts.ts'
-import { type LoadResult, runLoad } from './load.ts'
+import { CONNECTIONS, type LoadResult, runLoad } from './load.ts'
 import { buildPayloads, type PayloadName } from './payloads.ts'
 import {
   fixed,
@@ -88,16 +88,16 @@ async function measured(env: Environment, server: Running, body: string): Promis
 
 function summary(runs: readonly Measured[]): RoundsResult {
   const sum = (pick: (run: Measured) => number) => runs.reduce((total, run) => total + pick(run), 0)
-  const total = sum((run) => run.result.total)
+  const ok = sum((run) => run.result.ok)
   return {
     rps: median(runs.map((run) => run.result.rps)),
     p50: median(runs.map((run) => run.result.p50)),
     p99: median(runs.map((run) => run.result.p99)),
     errors: sum((run) => run.result.errors),
-    total,
-    ok: sum((run) => run.result.ok),
+    total: sum((run) => run.result.total),
+    ok,
     cpuUs: median(runs.map((run) => run.cpuUs)),
-    getsPerRequest: sum((run) => run.gets) / total,
+    getsPerRequest: sum((run) => run.gets) / ok,
   }
 }
 
@@ -107,13 +107,13 @@ async function rounds(env: Environment, ours: Running, floor: Running, body: str
   const runs = { ours: [] as Measured[], floor: [] as Measured[] }
   const ratios: number[] = []
   for (let round = 0; round < ROUNDS; round++) {
-    const first = round % 2 === 0 ? 'ours' : 'floor'
-    const order = first === 'ours' ? (['ours', 'floor'] as const) : (['floor', 'ours'] as const)
-    for (const side of order) {
-      runs[side].push(await measured(env, side === 'ours' ? ours : floor, body))
-    }
-    const [a, b] = [runs.ours.at(-1), runs.floor.at(-1)]
-    if (a !== undefined && b !== undefined) ratios.push(a.result.rps / b.result.rps)
+    const oursFirst = round % 2 === 0
+    const first = await measured(env, oursFirst ? ours : floor, body)
+    const second = await measured(env, oursFirst ? floor : ours, body)
+    const [a, b] = oursFirst ? [first, second] : [second, first]
+    runs.ours.push(a)
+    runs.floor.push(b)
+    ratios.push(a.result.rps / b.result.rps)
   }
   return { ours: summary(runs.ours), floor: summary(runs.floor), ratio: median(ratios) }
 }
@@ -162,7 +162,7 @@ async function main(): Promise<void> {
     )
   }
   console.log(
-    `load: autocannon, 10 connections; per row a 1 s warm-up of each, then ${ROUNDS} rounds of ${SECONDS} s ` +
+    `load: autocannon, ${CONNECTIONS} connections; per row a 1 s warm-up of each, then ${ROUNDS} rounds of ${SECONDS} s ` +
       'of ours and the floor back to back (alternating who goes first); medians of the rounds',
   )
   const env = await startEnvironment()
@@ -193,19 +193,18 @@ async function main(): Promise<void> {
           `(median of ${ROUNDS} rounds' ratios; medians ${typical.ours.rps.toFixed(0)} vs ${typical.floor.rps.toFixed(0)} req/s, ` +
           `CPU ${typical.ours.cpuUs.toFixed(0)} vs ${typical.floor.cpuUs.toFixed(0)} µs/review)`,
       },
-      ...[
-        ['HTTP (Knative)', coldHttp],
-        ['HTTPS (classic)', coldHttps],
-      ].map(([label, c]) => {
-        const cold = c as { ours: number; floor: number }
-        return {
-          name: `cold start, ${label}`,
-          ratio: cold.ours / cold.floor,
-          limit: 1.3,
-          kind: 'max' as const,
-          detail: `(${cold.ours.toFixed(0)} vs ${cold.floor.toFixed(0)} ms, median of ${RUNS})`,
-        }
-      }),
+      ...(
+        [
+          ['HTTP (Knative)', coldHttp],
+          ['HTTPS (classic)', coldHttps],
+        ] as const
+      ).map(([label, cold]) => ({
+        name: `cold start, ${label}`,
+        ratio: cold.ours / cold.floor,
+        limit: 1.3,
+        kind: 'max' as const,
+        detail: `(${cold.ours.toFixed(0)} vs ${cold.floor.toFixed(0)} ms, median of ${RUNS})`,
+      })),
       {
         name: 'peak RSS after load',
         ratio: https.memory.ours / https.memory.floor,

@@ -8,9 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { cpus } from 'node:os'
-import { fileURLToPath } from 'node:url'
-
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+import { ROOT } from '../support/process.ts'
 
 function hasTaskset(): boolean {
   try {
@@ -102,7 +100,9 @@ export function spawnNode(
     })
   const stop = async () => {
     child.kill('SIGKILL')
-    await Promise.race([exit, new Promise((resolve) => setTimeout(resolve, 5000))])
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([exit, new Promise((resolve) => (timer = setTimeout(resolve, 5000)))])
+    clearTimeout(timer)
   }
   return { child, pid: child.pid ?? 0, spawnedAt, listening, exit, stderr: () => stderr, stop }
 }

@@ -31,47 +31,31 @@ function notFound(what: string): string {
   return JSON.stringify({ ...status, metadata: {}, message: `${what} not found`, code: 404 })
 }
 
-export interface FakeSaApiOptions {
-  readonly accounts: readonly object[]
-  /** PEM serving certificate (SAN IP 127.0.0.1) and its key. */
-  readonly cert: string | Buffer
-  readonly key: string | Buffer
-}
-
-/** Starts the fake on https://127.0.0.1:0 with these ServiceAccounts. */
-export async function startFakeSaApi(options: FakeSaApiOptions) {
-  const byKey = new Map<string, string>()
-  for (const sa of options.accounts as { metadata: { namespace: string; name: string } }[]) {
-    byKey.set(`${sa.metadata.namespace}/${sa.metadata.name}`, JSON.stringify(sa))
-  }
-  let gets = 0
-  const handle = (req: IncomingMessage, res: ServerResponse) => {
-    req.resume()
-    if (req.url === '/stats') return reply(res, 200, JSON.stringify({ gets }))
-    const match = SA_PATH.exec(req.url ?? '')
-    if (req.headers.authorization !== `Bearer ${BENCH_TOKEN}`) return reply(res, 401, '{}')
-    if (req.method !== 'GET' || match === null) return reply(res, 404, notFound(req.url ?? ''))
-    gets += 1
-    const body = byKey.get(`${match[1]}/${match[2]}`)
-    return body === undefined ? reply(res, 404, notFound(match[2] ?? '')) : reply(res, 200, body)
-  }
-  const server = createServer({ cert: options.cert, key: options.key }, handle)
-  server.keepAliveTimeout = 60_000
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
-  return {
-    port,
-    url: `https://127.0.0.1:${port}`,
-    gets: () => gets,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  }
-}
-
+// Imported by api-env.ts for BENCH_TOKEN; serves only when run as the child.
 if (import.meta.main) {
-  const api = await startFakeSaApi({
-    accounts: [serviceAccount()],
-    cert: readFileSync(process.env['TLS_CERT_PATH'] ?? 'tls.crt'),
-    key: readFileSync(process.env['TLS_KEY_PATH'] ?? 'tls.key'),
+  const sa = serviceAccount()
+  const body = JSON.stringify(sa)
+  let gets = 0
+
+  const server = createServer(
+    {
+      cert: readFileSync(process.env['TLS_CERT_PATH'] ?? 'tls.crt'),
+      key: readFileSync(process.env['TLS_KEY_PATH'] ?? 'tls.key'),
+    },
+    (req: IncomingMessage, res: ServerResponse) => {
+      req.resume()
+      if (req.url === '/stats') return reply(res, 200, JSON.stringify({ gets }))
+      const match = SA_PATH.exec(req.url ?? '')
+      if (req.headers.authorization !== `Bearer ${BENCH_TOKEN}`) return reply(res, 401, '{}')
+      if (req.method !== 'GET' || match === null) return reply(res, 404, notFound(req.url ?? ''))
+      gets += 1
+      const found = match[1] === sa.metadata.namespace && match[2] === sa.metadata.name
+      return found ? reply(res, 200, body) : reply(res, 404, notFound(match[2] ?? ''))
+    },
+  )
+  server.keepAliveTimeout = 60_000
+  server.listen(0, '127.0.0.1', () => {
+    const { port } = server.address() as AddressInfo
+    process.stdout.write(`${JSON.stringify({ msg: 'listening', port })}\n`)
   })
-  process.stdout.write(`${JSON.stringify({ msg: 'listening', port: api.port })}\n`)
 }

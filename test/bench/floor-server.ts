@@ -20,6 +20,7 @@ import type { AddressInfo } from 'node:net'
 import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
+import { ANNOTATIONS } from '../../function/names.ts'
 import { benchIdentity } from './payloads.ts'
 
 const env = process.env
@@ -49,7 +50,7 @@ function fetchRole(namespace: string, name: string): Promise<string | undefined>
           const sa = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
             metadata?: { annotations?: Record<string, string> }
           }
-          resolve(sa.metadata?.annotations?.['api.vultr.com/role'])
+          resolve(sa.metadata?.annotations?.[ANNOTATIONS.role])
         })
       },
     )

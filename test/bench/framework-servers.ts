@@ -19,6 +19,7 @@ import { isValidRole } from '../../function/identity.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { createMetrics } from '../../function/metrics.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
+import { ANNOTATIONS } from '../../function/names.ts'
 import { startServer } from '../../function/server.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 import { benchIdentity } from './payloads.ts'
@@ -26,7 +27,7 @@ import { benchIdentity } from './payloads.ts'
 const side = process.env['SIDE'] ?? 'floor'
 const port = Number(process.env['PORT'])
 const sa = JSON.parse(readFileSync(process.env['SA_FILE'] ?? '', 'utf8'))
-const role: string = sa.metadata.annotations['api.vultr.com/role']
+const role: string = sa.metadata.annotations[ANNOTATIONS.role]
 if (!isValidRole(role)) throw new Error('the ServiceAccount file must carry a valid role')
 const identity = benchIdentity(role)
 

@@ -2,7 +2,8 @@
  * `npm run bench:framework`: where ours' per-review CPU goes, layer by layer. Servers answer the typical review over
  * plain HTTP with a fixed ServiceAccount (no lookup): the floor (node:http), the same work in a bare Hono route, our
  * `createApp` on @hono/node-server, on our `startServer`, with process metrics (test/bench/framework-servers.ts),
- * and ours as the image runs it (dist/handler.js, Knative mode, SERVICE_ACCOUNTS_FILE).
+ * and ours with the image's node flags (dist/handler.js, Knative mode, SERVICE_ACCOUNTS_FILE; no compile cache,
+ * which changes start-up, not CPU per review).
  *
  * All of them run at the same time, pinned to the same CPU, and each round loads all of them at once at the same
  * fixed rate (well below saturation): whatever else the machine does in a round, every side suffers it alike.
@@ -17,11 +18,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { type Child, cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
+import { type Child, cpuMs, pinSelf } from './child.ts'
 import { runLoad } from './load.ts'
 import { buildPayloads, serviceAccount } from './payloads.ts'
 import { machineLines, median } from './report.ts'
-import { ensureBuild, freePort, OURS, waitUntilAnswering } from './setup.ts'
+import { ensureBuild, OURS, startServer } from './setup.ts'
 
 const { values } = parseArgs({
   options: {
@@ -41,10 +42,7 @@ writeFileSync(saFile, JSON.stringify(serviceAccount()))
 const SERVERS = 'test/bench/framework-servers.ts'
 const SIDES = ['floor', 'hono', 'app', 'app-server', 'app-metrics', 'ours'] as const
 type Side = (typeof SIDES)[number]
-const program = (side: Side) =>
-  side === 'ours'
-    ? { entry: OURS.entry, nodeArgs: OURS.nodeArgs }
-    : { entry: SERVERS, nodeArgs: [] }
+const program = (side: Side) => (side === 'ours' ? OURS : { entry: SERVERS, nodeArgs: [] })
 
 interface Server {
   readonly side: Side
@@ -55,23 +53,15 @@ interface Server {
 }
 
 async function start(side: Side): Promise<Server> {
-  const port = String(await freePort())
   const env = {
     SIDE: side,
-    PORT: port,
     HOST: '127.0.0.1',
     K_SERVICE: 'bench',
     LOG_LEVEL: 'warn',
     SERVICE_ACCOUNTS_FILE: saFile,
     SA_FILE: saFile,
   }
-  const { entry, nodeArgs } = program(side)
-  const child = spawnNode(entry, env, SERVER_CPU, nodeArgs)
-  const url = `http://127.0.0.1:${port}/mutate?timeout=10s`
-  await waitUntilAnswering(child, url).catch(async (error: unknown) => {
-    await child.stop()
-    throw new Error(`${side} did not start: ${String(error)}\n${child.stderr()}`)
-  })
+  const { child, url } = await startServer(program(side), env, 'http')
   return { side, child, url, us: [] }
 }
 

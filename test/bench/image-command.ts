@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT } from './child.ts'
+import { ROOT } from '../support/process.ts'
 
 /** A server program: `node <nodeArgs> <entry>`. */
 export interface Program {

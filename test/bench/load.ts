@@ -29,11 +29,13 @@ type Autocannon = (
 // autocannon ships no types; only the part used here is declared above.
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon
 
+/** Concurrent connections of every load (kube-apiserver keeps a small pool per webhook). */
+export const CONNECTIONS = 10
+
 export interface LoadOptions {
   readonly url: string
   readonly body: string
   readonly seconds: number
-  readonly connections?: number
   /** Requests per second over all connections; unset = as fast as possible. */
   readonly rate?: number
   /** Stops the load early when aborted. */
@@ -53,7 +55,7 @@ export interface LoadResult {
 }
 
 /** The q-quantile (0..1) of sorted values. */
-export function quantile(sorted: Float64Array, q: number): number {
+function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return Number.NaN
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN
 }
@@ -68,7 +70,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: options.body,
-        connections: options.connections ?? 10,
+        connections: CONNECTIONS,
         duration: options.seconds,
         ...(options.rate === undefined ? {} : { overallRate: options.rate }),
         timeout: 10,
@@ -92,10 +94,4 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
       if (status >= 200 && status < 300) times.push(ms)
     })
   })
-}
-
-/** A warm-up run (discarded) followed by the measured run. */
-export async function measure(options: LoadOptions, warmupSeconds = 1): Promise<LoadResult> {
-  await runLoad({ ...options, seconds: warmupSeconds })
-  return runLoad(options)
 }

@@ -1,14 +1,14 @@
 /**
  * Bench payloads: AdmissionReview bodies built from the real kube-apiserver fixtures (test/fixtures/admission).
  *
- * - small: `pod-irsa-single-container.json` as recorded (1 container), compact JSON (~4.7 KB).
+ * - small: `pod-irsa-single-container.json` as recorded (1 container), compact JSON (~2.6 KB).
  * - typical: `pod-irsa-multi-container.json` (init + app + sidecar) plus a third container `worker`, a copy of
  *   `app` with ports, resources and probes, then env vars until the body reaches 8 KiB.
  * - large: the typical pod with env vars added round-robin until the body reaches 64 KiB.
  * @module
  */
-import { readFileSync } from 'node:fs'
 import { DEFAULTS } from '../../function/names.ts'
+import { loadJson } from '../support/fixtures.ts'
 
 export type PayloadName = 'small' | 'typical' | 'large'
 
@@ -19,18 +19,10 @@ export interface Payload {
   readonly initContainers: number
 }
 
-const ADMISSION = new URL('../fixtures/admission/', import.meta.url)
-
-/** The namespace and ServiceAccount the fixtures use; the fake API must know `irsa-sa`. */
-export const NAMESPACE = 'e2e-cf073f76'
-export const SERVICE_ACCOUNT = 'irsa-sa'
-
 // biome-ignore lint/suspicious/noExplicitAny: wire JSON
 type Json = any
 
-function fixture(name: string): Json {
-  return JSON.parse(readFileSync(new URL(name, ADMISSION), 'utf8'))
-}
+const fixture = (name: string): Json => loadJson(`admission/${name}`)
 
 /** The identity both reference servers inject for `role`: the webhook's defaults, no region. */
 export function benchIdentity(role: string) {

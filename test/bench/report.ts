@@ -17,14 +17,15 @@ export function machineLines(): string[] {
   ]
 }
 
-const fixed = (value: number, digits = 2) => (Number.isFinite(value) ? value.toFixed(digits) : '-')
+export const fixed = (value: number, digits = 2) =>
+  Number.isFinite(value) ? value.toFixed(digits) : '-'
 const pad = (text: string, width: number) => text.padStart(width)
 
 /** One side's result over several rounds: medians of the rounds' figures, sums of the counts. */
 export interface RoundsResult extends LoadResult {
   /** Server CPU time (user + system) per answered review, median of the rounds, in µs. */
   readonly cpuUs: number
-  /** ServiceAccount GETs the fake kube-apiserver served per request, over all rounds. */
+  /** ServiceAccount GETs the fake kube-apiserver served per answered review, over all rounds. */
   readonly getsPerRequest: number
 }
 
@@ -90,5 +91,3 @@ export function median(values: readonly number[]): number {
     ? (sorted[mid] ?? Number.NaN)
     : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2
 }
-
-export { fixed }

@@ -11,9 +11,10 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { ROOT } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
 import { inClusterEnv, type KubeApi, startKubeApi } from './api-env.ts'
-import { type Child, get, ROOT, SERVER_CPU, spawnNode } from './child.ts'
+import { type Child, get, SERVER_CPU, spawnNode } from './child.ts'
 import { type CompileCache, type Program, startFlags, warmCompileCache } from './image-command.ts'
 
 const OURS_ENTRY = 'dist/handler.js'
@@ -149,8 +150,8 @@ export async function waitUntilAnswering(child: Child, url: string, timeoutMs = 
 }
 
 /**
- * Spawns a server on the server CPU and waits until it answers; `url` is its /mutate URL. A free port can be
- * taken by another process between the probe and the spawn, so a start that fails is retried on a new port.
+ * Spawns a server on a free port, pinned to the server CPU, and waits until it answers; `url` is its /mutate URL.
+ * The port can be taken by another process between the probe and the spawn, so a failed start is retried.
  */
 export async function startServer(
   program: Program,
@@ -159,16 +160,14 @@ export async function startServer(
   attempts = 3,
 ): Promise<Running> {
   const { entry, nodeArgs } = program
-  const fixed = env['PORT'] !== undefined && env['PORT'] !== '0'
-  const port = fixed ? env['PORT'] : String(await freePort())
+  const port = await freePort()
   const child = spawnNode(entry, { ...env, PORT: String(port) }, SERVER_CPU, nodeArgs)
   const base = `${scheme}://127.0.0.1:${port}`
   try {
     await waitUntilAnswering(child, `${base}/healthz`)
   } catch (error) {
     await child.stop()
-    if (fixed || attempts <= 1)
-      throw new Error(`${entry}: ${(error as Error).message}\n${child.stderr()}`)
+    if (attempts <= 1) throw new Error(`${entry}: ${(error as Error).message}\n${child.stderr()}`)
     return startServer(program, env, scheme, attempts - 1)
   }
   return { child, url: `${base}/mutate?timeout=10s` }
