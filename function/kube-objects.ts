@@ -60,6 +60,7 @@ export interface Pod {
 
 /** The parts of a ServiceAccount the webhook reads. */
 export const serviceAccountSchema = z.looseObject({
+  kind: z.literal('ServiceAccount'),
   metadata: z.looseObject({
     name: z.string(),
     namespace: z.string().optional(),

@@ -12,8 +12,14 @@ function isObject(value: unknown): value is Json {
 
 function flatten(documents: readonly unknown[]): unknown[] {
   return documents.flatMap((doc) => {
-    if (isObject(doc) && typeof doc['kind'] === 'string' && doc['kind'].endsWith('List')) {
-      return Array.isArray(doc['items']) ? flatten(doc['items']) : []
+    // A List has items; a kind that merely ends in "List" (e.g. a custom IPAllowList) is a document of its own.
+    if (
+      isObject(doc) &&
+      typeof doc['kind'] === 'string' &&
+      doc['kind'].endsWith('List') &&
+      Array.isArray(doc['items'])
+    ) {
+      return flatten(doc['items'])
     }
     return doc === null || doc === undefined ? [] : [doc]
   })

@@ -4,12 +4,14 @@ import { readdirSync, readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import fastJsonPatch from 'fast-json-patch'
+import { parseDocuments } from '../../function/cli/documents.ts'
 import { parseSettings, splitRef, UsageError } from '../../function/cli/io.ts'
 import { applyAddPatch, podCreateRequest, podOf, rebase } from '../../function/cli/manifests.ts'
 import { annotationHint } from '../../function/cli/mutate-report.ts'
 import { selects } from '../../function/cli/selector.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
+import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 
 const FIXTURES = fileURLToPath(new URL('../fixtures/admission/', import.meta.url))
 const IDENTITY = {
@@ -169,5 +171,35 @@ describe('arguments and hints', () => {
   test('annotationHint names role-like annotations under another key', () => {
     assert.equal(annotationHint({ 'api.vultr.com/role': 'x' }), '')
     assert.match(annotationHint({ 'api.vultr.com/roles': 'x' }), /"api\.vultr\.com\/roles"/)
+  })
+})
+
+describe('parseDocuments', () => {
+  test('flattens a List with items and keeps a kind that only ends in List', () => {
+    const text = [
+      'apiVersion: v1\nkind: List\nitems:\n  - kind: ServiceAccount\n    metadata: {name: a}',
+      'apiVersion: example.com/v1\nkind: IPAllowList\nmetadata: {name: office}\nspec: {cidrs: [10.0.0.0/8]}',
+    ].join('\n---\n')
+    assert.deepEqual(parseDocuments(text, 'in.yaml'), [
+      { kind: 'ServiceAccount', metadata: { name: 'a' } },
+      {
+        apiVersion: 'example.com/v1',
+        kind: 'IPAllowList',
+        metadata: { name: 'office' },
+        spec: { cidrs: ['10.0.0.0/8'] },
+      },
+    ])
+  })
+})
+
+describe('createStaticServiceAccountSource', () => {
+  test('finds ServiceAccounts and ignores other kinds of the same name', () => {
+    const meta = { name: 'app', namespace: 'ns', annotations: { 'api.vultr.com/role': 'r' } }
+    const source = createStaticServiceAccountSource([
+      { kind: 'Deployment', metadata: { ...meta, name: 'web' } },
+      { kind: 'ServiceAccount', metadata: meta },
+    ])
+    assert.equal(source.cached?.('ns', 'app')?.kind, 'found')
+    assert.equal(source.cached?.('ns', 'web')?.kind, 'not-found')
   })
 })

@@ -160,6 +160,7 @@ describe('generated pods and ServiceAccounts', () => {
     await fc.assert(
       fc.asyncProperty(pod, fc.uuid(), async (generated, uuid) => {
         const sa = {
+          kind: 'ServiceAccount',
           metadata: { name: 'sa', namespace: 'ns', annotations: { 'api.vultr.com/role': uuid } },
         }
         const { mutatedPod, body, patch } = await admit(podReview(generated), [sa])
