@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { loadConfig, reviewSettings } from '../config.ts'
+import type { AddOperation } from '../mutate-pod.ts'
 import type { ReviewSettings } from '../review-pod.ts'
 import { reviewPod } from '../review-pod.ts'
 import { createStaticServiceAccountSource } from '../service-accounts.ts'
@@ -19,7 +20,7 @@ import {
 } from './manifests.ts'
 import { annotationHint, isRefused, reportDecision } from './mutate-report.ts'
 
-export const MUTATE_USAGE = `Usage: irsa-webhook mutate [options] <manifest.yaml|-> [...]
+const MUTATE_USAGE = `Usage: irsa-webhook mutate [options] <manifest.yaml|-> [...]
 
 Runs the webhook's decision on Pods and pod templates (Deployment, StatefulSet, DaemonSet, ReplicaSet,
 ReplicationController, Job, CronJob, PodTemplate) and prints the mutated manifests. No cluster needed.
@@ -34,6 +35,15 @@ Options:
   -o, --output yaml|json      output format (default: yaml)
 
 Outcomes and warnings go to stderr. Exit code 1 when the webhook would refuse a pod (e.g. an invalid role).`
+
+/** The configuration variables a review reads (`reviewSettings`); any other key is a typo to report. */
+const SETTABLE = [
+  'STS_ENDPOINT',
+  'TOKEN_AUDIENCE',
+  'TOKEN_EXPIRATION_SECONDS',
+  'DEFAULT_REGION',
+  'INVALID_ROLE_POLICY',
+]
 
 interface MutateOptions {
   readonly files: readonly string[]
@@ -65,7 +75,12 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
   if (values.output !== 'yaml' && values.output !== 'json') {
     throw new UsageError(`--output must be yaml or json, got ${JSON.stringify(values.output)}`)
   }
-  const config = loadConfig(parseSettings(values.set))
+  const settings = parseSettings(values.set)
+  const unknown = Object.keys(settings).filter((key) => !SETTABLE.includes(key))
+  if (unknown.length > 0) {
+    throw new UsageError(`--set takes ${SETTABLE.join(', ')}; got ${unknown.join(', ')}`)
+  }
+  const config = loadConfig(settings)
   if (!config.ok) throw new UsageError(`--set: ${config.error}`)
   return {
     files: positionals,
@@ -111,8 +126,11 @@ async function mutateOne(document: unknown, workload: Workload, uid: string, con
     signal: () => AbortSignal.timeout(10_000),
   }
   const decision = await reviewPod(podCreateRequest(workload, uid), deps)
-  const hint = hintFor(context.serviceAccounts, decision.serviceAccount)
-  for (const line of reportDecision(describe(document, workload.namespace), decision, hint)) {
+  const hint =
+    decision.outcome === 'not-annotated'
+      ? hintFor(context.serviceAccounts, decision.serviceAccount)
+      : ''
+  for (const line of reportDecision(describe(workload), decision, hint)) {
     io.err(`${line}\n`)
   }
   const patch = decision.kind === 'answer' ? (decision.answer.patch ?? []) : []
@@ -151,7 +169,7 @@ export async function runMutate(argv: string[], io: Io): Promise<number> {
   return refused ? EXIT.failed : EXIT.ok
 }
 
-function mutated(document: unknown, workload: Workload, patch: Parameters<typeof rebase>[0]) {
+function mutated(document: unknown, workload: Workload, patch: readonly AddOperation[]) {
   return applyAddPatch(document, rebase(patch, workload.podPath))
 }
 
@@ -163,7 +181,7 @@ function pathNote(podPath: string, manifestPaths: boolean): string {
 
 function patchOutput(
   workload: Workload,
-  patch: Parameters<typeof rebase>[0],
+  patch: readonly AddOperation[],
   options: MutateOptions,
   io: Io,
 ): string {

@@ -254,6 +254,9 @@ describe('irsa-webhook mutate', () => {
     const badSet = await runInProcess(['mutate', '--set', 'INVALID_ROLE_POLICY=maybe', 'x'], FILES)
     assert.equal(badSet.code, 2)
     assert.match(badSet.stderr, /INVALID_ROLE_POLICY/)
+    const typo = await runInProcess(['mutate', '--set', 'INVALID_ROLE_POLCY=warn', 'x'], FILES)
+    assert.equal(typo.code, 2)
+    assert.match(typo.stderr, /--set takes STS_ENDPOINT, .*; got INVALID_ROLE_POLCY/)
   })
 
   test('the bin runs as a child process, reading the manifest from stdin', async () => {
