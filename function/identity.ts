@@ -24,7 +24,8 @@ export type IdentityResult =
   | { readonly kind: 'invalid'; readonly message: string; readonly warning: string }
   | { readonly kind: 'identity'; readonly identity: Identity; readonly warnings: readonly string[] }
 
-const ROLE_UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+/** A role (or cluster) id as Vultr writes it: a UUID. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 // STS RoleArn: 20..2048 characters; an `arn:` value of printable, non-space ASCII.
 const ROLE_ARN = /^arn:[!-~]{16,2044}$/
 const AUDIENCE = /^[!-~]{1,256}$/
@@ -39,7 +40,7 @@ function quote(value: string): string {
 
 /** True when the value is a role UUID or an `arn:` role value. */
 export function isValidRole(value: string): boolean {
-  return ROLE_UUID.test(value) || ROLE_ARN.test(value)
+  return UUID.test(value) || ROLE_ARN.test(value)
 }
 
 function readExpiration(raw: string | undefined, fallback: number, warnings: string[]): number {

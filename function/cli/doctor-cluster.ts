@@ -79,7 +79,7 @@ async function namespaceLabels(
 }
 
 /** Namespaces that must never wait for the webhook: its own, kube-system, and for Knative the serving stack. */
-export function protectedNamespaces(context: DoctorContext): string[] {
+function protectedNamespaces(context: DoctorContext): string[] {
   const names = [context.namespace, 'kube-system']
   const gateway = context.webhook?.clientConfig?.service?.namespace
   if (context.mode === 'knative') names.push('knative-serving', gateway ?? 'kourier-system')

@@ -90,7 +90,7 @@ export const skip = (name: string, detail: string): CheckResult => ({
 
 /** GETs an object; `undefined` for 404, an Error message string for other failures. */
 export async function getObject(
-  context: DoctorContext,
+  context: Pick<DoctorContext, 'client'>,
   path: string,
 ): Promise<{ found: Record<string, unknown> } | { missing: true } | { error: string }> {
   let response: KubeResponse

@@ -24,7 +24,7 @@ interface ReturnedPod {
 }
 
 /** The pod the doctor asks the API server to create in dry-run. */
-export function probePod(namespace: string, serviceAccount: string): object {
+function probePod(namespace: string, serviceAccount: string): object {
   return {
     apiVersion: 'v1',
     kind: 'Pod',

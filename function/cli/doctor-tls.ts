@@ -19,7 +19,7 @@ import { domainMappingPath } from './doctor-knative.ts'
 
 const CERT_PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 const DAY_MS = 86_400_000
-export const WARN_DAYS = 30
+const WARN_DAYS = 30
 
 /** Every certificate in a PEM text (a bundle or a chain). */
 export function parseCertificates(pem: string): X509Certificate[] {
@@ -46,7 +46,7 @@ export function chainVerifies(
 }
 
 /** Days until `cert` expires (negative when expired). */
-export function daysLeft(cert: X509Certificate, now: number): number {
+function daysLeft(cert: X509Certificate, now: number): number {
   return Math.floor((new Date(cert.validTo).getTime() - now) / DAY_MS)
 }
 

@@ -23,10 +23,7 @@ export async function loadWebhook(
   context: Omit<DoctorContext, 'webhook'>,
 ): Promise<{ webhook?: WebhookEntry; result: CheckResult }> {
   const name = `MutatingWebhookConfiguration ${context.configurationName}`
-  const got = await getObject(
-    { ...context, webhook: undefined },
-    `${MWC_PATH}/${context.configurationName}`,
-  )
+  const got = await getObject(context, `${MWC_PATH}/${context.configurationName}`)
   const apply =
     context.mode === 'knative' ? 'kubectl apply -k knative/' : 'kubectl apply -k deploy/'
   if ('missing' in got) return { result: fail(name, 'not found', `install it: ${apply}`) }

@@ -12,7 +12,7 @@ import { checkEndpoints, checkService, checkSettings, loadWebhook } from './doct
 import { EXIT, type Io, splitRef, UsageError } from './io.ts'
 import { createKubeClient, loadKubeConfig } from './kube.ts'
 
-export const DOCTOR_USAGE = `Usage: irsa-webhook doctor [options]
+const DOCTOR_USAGE = `Usage: irsa-webhook doctor [options]
 
 Checks a live installation through the kubeconfig and prints each check with ✔ (pass), ! (warning),
 ✘ (fail, with the fix) or - (skipped). Exit code 1 when any check fails.

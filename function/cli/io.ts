@@ -11,8 +11,6 @@ export interface Io {
   err(text: string): void
   /** Reads a file; `-` reads stdin. */
   readFile(path: string): string
-  /** Environment (for KUBECONFIG and friends). */
-  readonly env: Readonly<Record<string, string | undefined>>
 }
 
 /** The process's own stdout/stderr/stdin. */
@@ -21,7 +19,6 @@ export function processIo(): Io {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
     readFile: (path) => readFileSync(path === '-' ? 0 : path, 'utf8'),
-    env: process.env,
   }
 }
 

@@ -21,7 +21,7 @@ const COMMANDS: Readonly<Record<string, { run: Command; summary: string }>> = {
   doctor: { run: runDoctor, summary: 'check a live installation; exit 1 when a check fails' },
 }
 
-export const USAGE = `Usage: irsa-webhook <command> [options]
+const USAGE = `Usage: irsa-webhook <command> [options]
 
 Commands:
 ${Object.entries(COMMANDS)

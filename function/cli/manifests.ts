@@ -9,7 +9,7 @@ import type { AddOperation } from '../mutate-pod.ts'
 type Json = Record<string, unknown>
 
 /** Where each kind keeps its pod: `''` is the object itself (a Pod), else the pod template's JSON Pointer. */
-export const POD_TEMPLATE_PATHS: Readonly<Record<string, string>> = {
+const POD_TEMPLATE_PATHS: Readonly<Record<string, string>> = {
   Pod: '',
   Deployment: '/spec/template',
   StatefulSet: '/spec/template',
@@ -47,12 +47,9 @@ function at(document: unknown, pointer: string): unknown {
   return node
 }
 
-/** The manifest's kind, name and namespace, as `Kind ns/name`. */
-export function describe(manifest: unknown, namespace: string): string {
-  const object = isObject(manifest) ? manifest : {}
-  const metadata = isObject(object['metadata']) ? object['metadata'] : {}
-  const name = String(metadata['name'] ?? metadata['generateName'] ?? '(unnamed)')
-  return `${String(object['kind'] ?? '(no kind)')} ${namespace}/${name}`
+/** The workload as `Kind ns/name`. */
+export function describe(workload: Workload): string {
+  return `${workload.kind} ${workload.namespace}/${workload.name || '(unnamed)'}`
 }
 
 /**
@@ -98,10 +95,10 @@ export function rebase(patch: readonly AddOperation[], podPath: string): AddOper
 }
 
 function addOne(document: unknown, op: AddOperation): void {
-  const tokens = op.path.split('/').slice(1).map(unescapeToken)
-  const last = tokens.pop()
-  if (last === undefined) throw new Error(`cannot add at the document root (${op.path})`)
-  const parent = at(document, tokens.map((token) => `/${escapeToken(token)}`).join(''))
+  const cut = op.path.lastIndexOf('/')
+  if (cut < 0) throw new Error(`cannot add at the document root (${op.path})`)
+  const parent = at(document, op.path.slice(0, cut))
+  const last = unescapeToken(op.path.slice(cut + 1))
   const value = structuredClone(op.value)
   if (isObject(parent)) {
     parent[last] = value
@@ -113,10 +110,6 @@ function addOne(document: unknown, op: AddOperation): void {
     throw new Error(`bad array index in ${op.path}`)
   }
   parent.splice(index, 0, value)
-}
-
-function escapeToken(token: string): string {
-  return token.replaceAll('~', '~0').replaceAll('/', '~1')
 }
 
 /** Applies RFC 6902 `add` operations (the only kind the webhook emits) to a copy of `document`. */

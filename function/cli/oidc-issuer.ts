@@ -3,6 +3,7 @@
  * @module
  */
 import { parseArgs } from 'node:util'
+import { UUID } from '../identity.ts'
 import { DEFAULTS } from '../names.ts'
 import { EXIT, type Io, splitRef, UsageError } from './io.ts'
 import { createKubeClient, type KubeClient, loadKubeConfig, statusMessage } from './kube.ts'
@@ -14,7 +15,7 @@ import {
   tokenWarnings,
 } from './oidc.ts'
 
-export const OIDC_ISSUER_USAGE = `Usage: irsa-webhook oidc-issuer [options]
+const OIDC_ISSUER_USAGE = `Usage: irsa-webhook oidc-issuer [options]
 
 Prints the JSON body for Vultr's POST https://api.vultr.com/v2/oidc/issuer.
   VKE cluster:   {"source":"vke","source_id":"<cluster id>"} (no cluster access needed)
@@ -29,8 +30,6 @@ Options:
                                  vultr) and check its iss and kid against the documents
 
 Warnings go to stderr. Exit code 1 when the documents cannot be read or hold no RSA signing key.`
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 function parseOidcArgs(argv: string[]) {
   const { values } = parseArgs({

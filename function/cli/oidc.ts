@@ -6,15 +6,15 @@
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 
-export const DISCOVERY_PATH = '/.well-known/openid-configuration'
-export const JWKS_PATH = '/openid/v1/jwks'
+const DISCOVERY_PATH = '/.well-known/openid-configuration'
+const JWKS_PATH = '/openid/v1/jwks'
 
-export interface Discovery {
+interface Discovery {
   readonly issuer: string
   readonly jwks_uri: string
 }
 
-export interface Jwk {
+interface Jwk {
   readonly kid?: string
   readonly kty?: string
   readonly n?: string
@@ -23,7 +23,7 @@ export interface Jwk {
   readonly use?: string
 }
 
-export interface ExternalPayload {
+interface ExternalPayload {
   readonly source: 'external'
   readonly uri: string
   readonly kid: string
@@ -123,7 +123,7 @@ export function issuerWarnings(
 }
 
 /** Reads a JWT's header and claims without verifying it (the cluster just issued it to us). */
-export function decodeJwt(token: string): {
+function decodeJwt(token: string): {
   header: Record<string, unknown>
   claims: Record<string, unknown>
 } {

@@ -321,7 +321,6 @@ export async function runInProcess(argv: string[], files: Record<string, string>
       stderr += text
     },
     readFile: (path: string) => files[path] ?? readFileSync(path, 'utf8'),
-    env: {},
   }
   const code = await runCli(argv, io)
   return { code, stdout, stderr }
