@@ -1,6 +1,8 @@
 // irsa-webhook doctor against a fake cluster with the shipped manifests: each check passes on a healthy
 // installation, and breaking one thing fails exactly that check.
+
 import assert from 'node:assert/strict'
+import { rmSync } from 'node:fs'
 import { afterEach, beforeEach, describe, test } from 'node:test'
 import { createTestCertificates, writeCertificate } from '../support/tls.ts'
 import {
@@ -127,8 +129,9 @@ describe('irsa-webhook doctor (classic)', () => {
     assert.equal(run.code, 1)
   })
 
-  test('a caBundle from another CA fails the caBundle check', async () => {
+  test('a caBundle from another CA fails the caBundle check', async (t) => {
     const other = createTestCertificates({ dnsNames: ['irsa-webhook.irsa-system.svc'] })
+    t.after(() => rmSync(other.dir, { recursive: true, force: true }))
     withWebhook(cluster, (w) => ({
       ...w,
       clientConfig: {
