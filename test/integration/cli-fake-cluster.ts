@@ -9,7 +9,6 @@ import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { runCli } from '../../function/cli/main.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
@@ -19,10 +18,11 @@ import {
   startFakeKubeApi,
 } from '../support/fake-kube-api.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
+import { ROOT } from '../support/process.ts'
 import { createTestCertificates, type TestCertificates } from '../support/tls.ts'
 import { admit } from '../support/webhook.ts'
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export { ROOT }
 export const ROLE = '775a6be6-45cd-4f19-94f5-6e4f96f093ec'
 export const ISSUER = 'https://oidc.vke.example.test/cluster-1'
 export const MWC = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'

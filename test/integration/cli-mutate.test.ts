@@ -1,13 +1,12 @@
 // irsa-webhook mutate: the webhook's own decision on manifests, checked against the webhook app itself (admit()).
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
 import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
+import { loadJson } from '../support/fixtures.ts'
 import { admit } from '../support/webhook.ts'
 import { ROLE, ROOT, runChild, runInProcess } from './cli-fake-cluster.ts'
 
-const FIXTURES = `${ROOT}test/fixtures/admission`
-const fixture = (name: string) => JSON.parse(readFileSync(`${FIXTURES}/${name}`, 'utf8'))
+const fixture = (name: string) => loadJson(`admission/${name}`)
 
 const SERVICE_ACCOUNTS = `apiVersion: v1
 kind: ServiceAccount

@@ -14,11 +14,11 @@ import { createInClusterClient, type InClusterOptions } from '../../function/in-
 import type { Lookup } from '../../function/review-pod.ts'
 import { inClusterFetcher } from '../../function/service-accounts.ts'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
+import { loadJson } from '../support/fixtures.ts'
 import { send, spawnServer, within } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
 
-const fixture = (name: string) =>
-  JSON.parse(readFileSync(new URL(`../fixtures/admission/${name}`, import.meta.url), 'utf8'))
+const fixture = (name: string) => loadJson(`admission/${name}`)
 const irsaSa = fixture('serviceaccount-irsa-sa.json')
 const NS = 'e2e-cf073f76'
 const SA_PATH = `/api/v1/namespaces/${NS}/serviceaccounts/irsa-sa`

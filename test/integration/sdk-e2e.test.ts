@@ -6,18 +6,17 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import {
   AssumeRoleWithWebIdentityCommand,
   GetCallerIdentityCommand,
   STSClient,
 } from '@aws-sdk/client-sts'
 import { type FakeSts, startFakeSts, VULTR_STS_PATH } from '../support/fake-sts.ts'
+import { loadJson } from '../support/fixtures.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
+import { ROOT } from '../support/process.ts'
 import { admit } from '../support/webhook.ts'
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const FIXTURES = join(ROOT, 'test/fixtures/admission')
 const ISSUER = 'https://oidc.vke.example.test/e2e-cluster'
 const ROLE = '775a6be6-45cd-4f19-94f5-6e4f96f093ec'
 const NAMESPACE = 'e2e-cf073f76'
@@ -82,7 +81,7 @@ function runSdk(provider: 'tokenFile' | 'chain', env: Record<string, string>): P
   })
 }
 
-const readJson = (name: string): unknown => JSON.parse(readFileSync(join(FIXTURES, name), 'utf8'))
+const readJson = (name: string): unknown => loadJson(`admission/${name}`)
 
 interface EnvVar {
   name: string

@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, it } from 'node:test'
@@ -11,11 +10,11 @@ import {
 import { createMetrics, type Metrics } from '../../function/metrics.ts'
 import type { Lookup } from '../../function/review-pod.ts'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
+import { loadJson } from '../support/fixtures.ts'
 import { poll, within } from '../support/process.ts'
 import { admit, createTestApp } from '../support/webhook.ts'
 
-const fixture = (name: string) =>
-  JSON.parse(readFileSync(new URL(`../fixtures/admission/${name}`, import.meta.url), 'utf8'))
+const fixture = (name: string) => loadJson(`admission/${name}`)
 const irsaSa = fixture('serviceaccount-irsa-sa.json')
 const review = fixture('pod-irsa-single-container.json')
 const NS = 'e2e-cf073f76'

@@ -13,11 +13,8 @@ const NS = 'https://sts.amazonaws.com/doc/2011-06-15/'
 export interface FakeStsOptions {
   jwks: Jwks
   issuer: string
-  /** The audience the token must contain. Default `vultr`. */
-  audience?: string
   /** Known role UUIDs; RoleArn may be the bare UUID or `arn:…:role/<uuid>`. */
   roles: string[]
-  path?: string
 }
 
 export interface IssuedCredentials {
@@ -58,7 +55,7 @@ class StsError extends Error {
 
 const esc = (s: string): string => s.replace(/[<>&'"]/g, (c) => `&#${c.charCodeAt(0)};`)
 
-export function errorXml(code: string, message: string, requestId: string): string {
+function errorXml(code: string, message: string, requestId: string): string {
   return `<ErrorResponse xmlns="${NS}">
   <Error>
     <Type>Sender</Type>
@@ -102,7 +99,7 @@ function successXml(
 }
 
 /** Accepts the bare role UUID or an ARN whose resource is `role/<uuid>`. */
-export function roleIdFromArn(roleArn: string): string {
+function roleIdFromArn(roleArn: string): string {
   if (!roleArn.startsWith('arn:')) return roleArn
   const resource = roleArn.split(':').slice(5).join(':')
   return resource.startsWith('role/') ? (resource.split('/').pop() ?? '') : ''
@@ -128,7 +125,7 @@ function durationOf(params: Record<string, string>): number {
 
 async function verifyToken(token: string, o: FakeStsOptions): Promise<JWTPayload> {
   const keys = createLocalJWKSet(o.jwks)
-  const audience = o.audience ?? 'vultr'
+  const audience = 'vultr'
   try {
     const { payload } = await jwtVerify(token, keys, {
       algorithms: ['RS256'],
@@ -213,7 +210,7 @@ async function handle(
   log: StsRequest[],
 ) {
   const url = new URL(req.url ?? '/', 'http://127.0.0.1')
-  const base = o.path ?? VULTR_STS_PATH
+  const base = VULTR_STS_PATH
   const params = Object.fromEntries(url.searchParams)
   const contentType = req.headers['content-type'] ?? ''
   if (contentType.startsWith('application/x-www-form-urlencoded')) {
@@ -257,5 +254,5 @@ export async function startFakeSts(options: FakeStsOptions): Promise<FakeSts> {
       server.closeAllConnections()
       server.close(() => resolve())
     })
-  return { url, endpoint: `${url}${options.path ?? VULTR_STS_PATH}`, requests, close }
+  return { url, endpoint: `${url}${VULTR_STS_PATH}`, requests, close }
 }

@@ -35,7 +35,6 @@ export interface ServiceAccountTokenOptions {
   expiresIn?: number
   /** Unix seconds used as `iat`/`nbf`. Default: the current time. */
   now?: number
-  podName?: string
 }
 
 /** Generates an RS256 key pair; pass the same `kid` to a second key to forge a "wrong key" token. */
@@ -55,11 +54,10 @@ export async function signServiceAccountToken(
   options: ServiceAccountTokenOptions,
 ): Promise<string> {
   const now = options.now ?? Math.floor(Date.now() / 1000)
-  const podName = options.podName ?? 'irsa-single'
   const claims = {
     'kubernetes.io': {
       namespace: options.namespace,
-      pod: { name: podName, uid: randomUUID() },
+      pod: { name: 'irsa-single', uid: randomUUID() },
       serviceaccount: { name: options.serviceAccount, uid: randomUUID() },
     },
   }
@@ -73,11 +71,4 @@ export async function signServiceAccountToken(
     .setExpirationTime(now + (options.expiresIn ?? 86400))
     .setJti(randomUUID())
     .sign(key.privateKey)
-}
-
-/** Decodes a JWT payload without verifying it (for assertions and the token-test example). */
-export function decodePayload(token: string): Record<string, unknown> {
-  const part = token.split('.')[1]
-  if (part === undefined) throw new Error('not a JWT')
-  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>
 }

@@ -16,12 +16,12 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export interface SpawnOptions {
   /** Script to run, relative to the repository root (default `handler.ts`). */
   readonly entry?: string
-  readonly args?: readonly string[]
   /** The child's whole environment besides PATH: nothing else leaks in from the test process. */
   readonly env?: Readonly<Record<string, string>>
-  /** Bound for start-up (default 20 s). */
-  readonly timeoutMs?: number
 }
+
+/** Bound for a child's start-up or exit. */
+const START_MS = 20_000
 
 export interface Exit {
   readonly code: number | null
@@ -35,7 +35,6 @@ export interface ChildServer {
   readonly spawnedAt: number
   /** Every JSON log line so far, parsed. */
   readonly logs: Record<string, unknown>[]
-  stdout(): string
   stderr(): string
   /** Resolves with the exit status; rejects after `timeoutMs`. */
   exited(timeoutMs?: number): Promise<Exit>
@@ -91,7 +90,7 @@ function parseLine(line: string): Record<string, unknown> | undefined {
 function launch(options: SpawnOptions) {
   const env = { PATH: process.env['PATH'] ?? '', ...options.env }
   const spawnedAt = performance.now()
-  const child = spawn(process.execPath, [options.entry ?? 'handler.ts', ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [options.entry ?? 'handler.ts'], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -127,7 +126,7 @@ function launch(options: SpawnOptions) {
 export async function runToExit(options: SpawnOptions) {
   const { child, out, exit } = launch(options)
   try {
-    const status = await within(exit, options.timeoutMs ?? 20_000, 'the child to exit')
+    const status = await within(exit, START_MS, 'the child to exit')
     return { ...status, stdout: out.stdout, stderr: out.stderr }
   } finally {
     child.kill('SIGKILL')
@@ -154,14 +153,13 @@ export async function spawnServer(options: SpawnOptions = {}): Promise<ChildServ
         return listening()
       },
       'the "listening" log line',
-      options.timeoutMs ?? 20_000,
+      START_MS,
     )
     return {
       child,
       port: Number(line['port']),
       spawnedAt,
       logs: out.logs,
-      stdout: () => out.stdout,
       stderr: () => out.stderr,
       exited,
       stop,

@@ -8,8 +8,6 @@ import { join } from 'node:path'
 export interface CertificateOptions {
   dnsNames: string[]
   ipAddresses?: string[]
-  /** Subject CN; defaults to the first DNS name. */
-  commonName?: string
   /** File stem inside the directory: `<name>.crt` and `<name>.key`. Defaults to `tls`. */
   name?: string
 }
@@ -25,7 +23,6 @@ export interface TestCertificates extends LeafCertificate {
   caPem: string
   dir: string
   caPath: string
-  caKeyPath: string
 }
 
 const CA_CERT = 'ca.crt'
@@ -89,7 +86,7 @@ function extensions(options: CertificateOptions): string {
 export function writeCertificate(dir: string, options: CertificateOptions): LeafCertificate {
   const name = options.name ?? 'tls'
   const stem = `${name}.${randomBytes(4).toString('hex')}`
-  const cn = options.commonName ?? options.dnsNames[0] ?? options.ipAddresses?.[0] ?? 'test'
+  const cn = options.dnsNames[0] ?? options.ipAddresses?.[0] ?? 'test'
   writeFileSync(join(dir, `${stem}.ext`), extensions(options))
   openssl(
     ['req', '-new', ...newKeyArgs(`${stem}.key`), '-out', `${stem}.csr`, '-subj', `/CN=${cn}`],
@@ -144,7 +141,6 @@ export function createTestCertificates(options: CertificateOptions): TestCertifi
       ...leaf,
       dir,
       caPath,
-      caKeyPath: join(dir, CA_KEY),
       caPem: readFileSync(caPath, 'utf8'),
     }
   } catch (error) {

@@ -53,7 +53,7 @@ export function decodePatch(response: { patch?: string }): Operation[] {
 }
 
 /** Applies a JSON Patch to a deep copy of `document`, validating each operation (throws if it cannot apply). */
-export function applyPatch<T>(document: T, patch: readonly Operation[]): T {
+function applyPatch<T>(document: T, patch: readonly Operation[]): T {
   const copy = structuredClone(document)
   return fastJsonPatch.applyPatch(copy, [...patch], true, true).newDocument
 }

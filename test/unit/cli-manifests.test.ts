@@ -1,8 +1,6 @@
 // Unit tests for the CLI's pure parts: pod templates, the add-only patch applier, label selectors, arguments.
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync } from 'node:fs'
 import { describe, test } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import fastJsonPatch from 'fast-json-patch'
 import { parseDocuments } from '../../function/cli/documents.ts'
 import { parseSettings, splitRef, UsageError } from '../../function/cli/io.ts'
@@ -12,8 +10,8 @@ import { selects } from '../../function/cli/selector.ts'
 import type { Pod } from '../../function/kube-objects.ts'
 import { planPodMutation } from '../../function/mutate-pod.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
+import { listFixtures, loadJson } from '../support/fixtures.ts'
 
-const FIXTURES = fileURLToPath(new URL('../fixtures/admission/', import.meta.url))
 const IDENTITY = {
   roleArn: '775a6be6-45cd-4f19-94f5-6e4f96f093ec',
   audience: 'vultr',
@@ -79,10 +77,10 @@ describe('podOf', () => {
 
 describe('applyAddPatch', () => {
   test('gives the same document as fast-json-patch for the planner patch of every admission fixture', () => {
-    const files = readdirSync(FIXTURES).filter((f) => f.startsWith('pod-') && f.endsWith('.json'))
+    const files = listFixtures('admission/', /^pod-.*\.json$/)
     assert.ok(files.length >= 7)
     for (const file of files) {
-      const pod = JSON.parse(readFileSync(`${FIXTURES}${file}`, 'utf8')).request.object as Pod
+      const pod = loadJson(`admission/${file}`).request.object as Pod
       const { patch } = planPodMutation(pod, IDENTITY)
       const expected = fastJsonPatch.applyPatch(
         structuredClone(pod),
