@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # irsa-webhook image: one esbuild bundle (dist/handler.js) on Node 24 LTS, nothing else.
 #   docker build -t registry.example.com/irsa-webhook:0.1.0 .
-# The same artefact the tests start: `npm run build` writes dist/, `npm start` runs `node dist/handler.js`.
+# The same artefact the tests start: `npm run build` writes dist/, `npm start` runs `node --max-semi-space-size=8 dist/handler.js`
+# (the CMD below).
 
 # Keep in step with the `node` devDependency in package.json (the Node the tests run on).
 ARG NODE_VERSION=24.21.0
