@@ -91,12 +91,13 @@ export async function checkExclusions(context: DoctorContext): Promise<CheckResu
   const title = 'exclusions'
   const selector = context.webhook?.namespaceSelector
   if (context.webhook === undefined) return skip(title, 'no webhook configuration')
+  const protectedOnes = protectedNamespaces(context)
   const included: string[] = []
-  for (const namespace of protectedNamespaces(context)) {
+  for (const namespace of protectedOnes) {
     if (selects(selector, await namespaceLabels(context, namespace))) included.push(namespace)
   }
   if (included.length === 0)
-    return pass(title, `namespaceSelector excludes ${protectedNamespaces(context).join(', ')}`)
+    return pass(title, `namespaceSelector excludes ${protectedOnes.join(', ')}`)
   return fail(
     title,
     `namespaceSelector sends pods of ${included.join(', ')} to the webhook: it can deadlock its own restart`,

@@ -7,7 +7,7 @@ import type { Decision } from '../review-pod.ts'
 
 type Explain = (decision: Decision, hint: string) => string
 
-const WHY: Record<string, Explain> = {
+const WHY: Partial<Record<Decision['outcome'], Explain>> = {
   mutated: (d) =>
     `ServiceAccount ${d.serviceAccount} has ${ANNOTATIONS.role}; ${patchSize(d)} patch operations`,
   'not-annotated': (d, hint) =>
