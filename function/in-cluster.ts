@@ -3,7 +3,7 @@
  * pod's own ServiceAccount credentials, read the way client-node's `loadFromCluster` reads them
  * (`KUBERNETES_SERVICE_HOST`/`_PORT`, `<dir>/token`, `<dir>/ca.crt`).
  *
- * Why not client-node here: with it (a kubeconfig) the bench's cold start is ~120-135 ms longer (docs/performance.md,
+ * Why not client-node here: with it (a kubeconfig) the bench's cold start is ~120-155 ms longer (docs/performance.md,
  * the KUBECONFIG rows), which a scale-to-zero webhook would pay on every cold start. client-node stays the client for kubeconfigs (local
  * development, exec/OIDC auth plugins) and for watch mode (`kube-client-node.ts`, loaded only then).
  * @module
