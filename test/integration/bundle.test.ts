@@ -124,8 +124,8 @@ describe('the esbuild bundles (dist/handler.js, dist/cli.js)', () => {
         .then((done) => ({ code: 0, stdout: done.stdout, stderr: done.stderr }))
         .catch((error: { code?: number; stdout?: string; stderr?: string }) => ({
           code: error.code,
-          stdout: error.stdout,
-          stderr: error.stderr,
+          stdout: error.stdout ?? '',
+          stderr: error.stderr ?? '',
         }))
     const help = await run('dist/cli.js', ['--help'])
     assert.equal(help.code, 0, help.stderr)
