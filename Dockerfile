@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# irsa-webhook image: one esbuild bundle (dist/handler.js) on Node 24 LTS, nothing else.
+# irsa-webhook image: two esbuild bundles (dist/handler.js the server, dist/cli.js the CLI) on Node 24 LTS.
 #   docker build -t registry.example.com/irsa-webhook:0.1.0 .
 # The same artefact the tests start: `npm run build` writes dist/, `npm start` runs `node --max-semi-space-size=8 dist/handler.js`
 # (the CMD below).
@@ -20,6 +20,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
 COPY . .
 RUN npm run build \
  && test -f dist/handler.js \
+ && node dist/cli.js --help > /dev/null \
  && node -e "const p=require('./dist/package.json'); if (p.type !== 'module') process.exit(1)" \
  && mkdir -p /app/.compile-cache \
  && cp -r dist /app/dist \

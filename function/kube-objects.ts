@@ -48,6 +48,7 @@ export interface Pod {
         readonly generateName?: string | undefined
         readonly namespace?: string | undefined
         readonly annotations?: Readonly<Record<string, string>> | null | undefined
+        readonly labels?: Readonly<Record<string, string>> | null | undefined
       }
     | undefined
   readonly spec: {

@@ -25,6 +25,16 @@ export const ANNOTATIONS = {
   mirror: 'kubernetes.io/config.mirror',
 } as const
 
+/** Pod labels read by the webhook. */
+export const LABELS = {
+  /**
+   * Pod: `"true"` asks for credentials. The opt-in profile (deploy/components/opt-in-label) sends only pods with
+   * this label to the webhook, with failurePolicy Fail; a labelled pod whose ServiceAccount has no role, or does
+   * not exist, is admitted with a warning saying it gets no credentials.
+   */
+  optIn: `${ANNOTATION_PREFIX}/irsa`,
+} as const
+
 /** Environment variables injected into containers. */
 export const ENV = {
   roleArn: 'AWS_ROLE_ARN',

@@ -82,6 +82,7 @@ function checkPod(value: unknown, path: string): void {
       optionalString(metadata[key], `${path}.metadata.${key}`)
     }
     stringMap(metadata['annotations'], `${path}.metadata.annotations`)
+    stringMap(metadata['labels'], `${path}.metadata.labels`)
   }
   const spec = object(pod['spec'], `${path}.spec`)
   optionalString(spec['serviceAccountName'], `${path}.spec.serviceAccountName`)

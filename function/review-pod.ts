@@ -8,18 +8,22 @@
  * | ServiceAccount not found                        | `sa-not-found`      | 200, allowed, no patch, warning            |
  * | lookup failed or timed out                      | `lookup-failed`     | HTTP 500: the webhook's failurePolicy decides |
  * | ServiceAccount not annotated                    | `not-annotated`     | 200, allowed, no patch                     |
+ * | the same, pod labelled `api.vultr.com/irsa: "true"` | `not-annotated` | 200, allowed, no patch, warning          |
  * | role annotation invalid (policy `deny`)         | `invalid-role`      | 200, allowed: false, message               |
  * | role annotation invalid (policy `warn`)         | `invalid-role`      | 200, allowed, no patch, warning            |
  * | foreign volume named `vultr-irsa-token`         | `volume-conflict`   | 200, allowed, no patch, warning            |
  * | nothing left to add (already mutated)           | `already-mutated`   | 200, allowed, no patch                     |
  * | mutated                                         | `mutated`           | 200, allowed, JSONPatch, warnings          |
+ *
+ * A pod labelled `api.vultr.com/irsa: "true"` asked for credentials (the opt-in profile sends only such pods): when
+ * its ServiceAccount is missing or has no role, the warning says the pod gets none.
  * @module
  */
 import type { AdmissionAnswer, AdmissionRequest } from './admission.ts'
 import { type IdentityDefaults, readIdentity } from './identity.ts'
 import type { Pod, ServiceAccountInfo } from './kube-objects.ts'
 import { planPodMutation } from './mutate-pod.ts'
-import { ANNOTATIONS } from './names.ts'
+import { ANNOTATIONS, LABELS } from './names.ts'
 import { readPod } from './pod.ts'
 
 /** Result of looking a ServiceAccount up. */
@@ -123,17 +127,30 @@ function decideLookup(
     return { kind: 'error', outcome: 'lookup-failed', status: 500, message, serviceAccount }
   }
   if (lookup.kind === 'not-found') {
-    return {
-      ...allow('sa-not-found', [`ServiceAccount ${serviceAccount} not found; pod not mutated`]),
-      serviceAccount,
-    }
+    const warning = asksForCredentials(pod)
+      ? `${ASKED}: ServiceAccount ${serviceAccount} does not exist`
+      : `ServiceAccount ${serviceAccount} not found; pod not mutated`
+    return { ...allow('sa-not-found', [warning]), serviceAccount }
   }
   return { ...decideIdentity(pod, lookup.serviceAccount, settings), serviceAccount }
 }
 
+/** Kept short: the API server shows warnings of up to 120 characters (admission.ts shortens longer ones). */
+const ASKED = `pod labelled ${LABELS.optIn}=true gets no credentials`
+
+/** The pod carries the opt-in label: it asked for credentials, so getting none deserves a warning. */
+function asksForCredentials(pod: Pod): boolean {
+  return pod.metadata?.labels?.[LABELS.optIn] === 'true'
+}
+
 function decideIdentity(pod: Pod, sa: ServiceAccountInfo, settings: ReviewSettings): Decision {
   const identity = readIdentity(sa, sa.annotations, settings)
-  if (identity.kind === 'none') return allow('not-annotated')
+  if (identity.kind === 'none') {
+    if (!asksForCredentials(pod)) return allow('not-annotated')
+    const serviceAccount = `${sa.namespace}/${sa.name}`
+    const warning = `${ASKED}: ServiceAccount ${serviceAccount} has no ${ANNOTATIONS.role}`
+    return allow('not-annotated', [warning])
+  }
   if (identity.kind === 'invalid') {
     if (settings.invalidRolePolicy === 'warn') return allow('invalid-role', [identity.warning])
     return {

@@ -3,24 +3,21 @@
  * file instead of resolving modules one by one. Code only some modes need (@kubernetes/client-node, for kubeconfigs
  * and watch mode) goes into `dist/chunks/`, loaded on demand.
  * The image and `npm start` run exactly this file.
+ *
+ * The command-line tool (bin/irsa-webhook.ts) becomes `dist/cli.js`, one self-contained file from a build of its
+ * own, so the server's bundle and chunks stay exactly what they are without it. The image ships both: the audit
+ * CronJob runs `node dist/cli.js audit …` in the webhook's image.
  * @module
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { build } from 'esbuild'
+import { type BuildOptions, build } from 'esbuild'
 
 const outdir = new URL('../dist/', import.meta.url)
 rmSync(outdir, { recursive: true, force: true })
 mkdirSync(outdir, { recursive: true })
 
-const started = performance.now()
-const result = await build({
-  entryPoints: [new URL('../handler.ts', import.meta.url).pathname],
+const common = {
   outdir: outdir.pathname,
-  entryNames: '[name]',
-  // @kubernetes/client-node is imported dynamically (kubeconfig and watch modes only): keep it in its own chunk so
-  // the default in-cluster path never loads it.
-  splitting: true,
-  chunkNames: 'chunks/[name]-[hash]',
   bundle: true,
   platform: 'node',
   format: 'esm',
@@ -34,10 +31,32 @@ const result = await build({
   banner: {
     js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
   },
-})
+} satisfies BuildOptions
+
+const started = performance.now()
+const [server, cli] = await Promise.all([
+  build({
+    ...common,
+    entryPoints: [{ in: new URL('../handler.ts', import.meta.url).pathname, out: 'handler' }],
+    // @kubernetes/client-node is imported dynamically (kubeconfig and watch modes only): keep it in its own chunk
+    // so the default in-cluster path never loads it.
+    splitting: true,
+    chunkNames: 'chunks/[name]-[hash]',
+  }),
+  // No splitting: its dynamic imports are inlined, so the CLI is one file and shares no chunk with the server.
+  build({
+    ...common,
+    entryPoints: [{ in: new URL('../bin/irsa-webhook.ts', import.meta.url).pathname, out: 'cli' }],
+  }),
+])
 // The bundle is ESM; this marks dist/ as such without needing the project's package.json at run time.
 writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
-const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0)
+const mib = (result: typeof server) =>
+  (
+    Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0) /
+    1024 /
+    1024
+  ).toFixed(1)
 console.log(
-  `built dist/handler.js in ${Math.round(performance.now() - started)} ms (${(bytes / 1024 / 1024).toFixed(1)} MiB with map)`,
+  `built dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
 )

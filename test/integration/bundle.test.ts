@@ -44,7 +44,7 @@ async function startTimed(entry: string) {
 const postReview = (server: ChildServer) =>
   send({ port: server.port }, 'POST', '/mutate?timeout=10s', JSON.stringify(review))
 
-describe('the esbuild bundle (dist/handler.js)', () => {
+describe('the esbuild bundles (dist/handler.js, dist/cli.js)', () => {
   before(async () => {
     const built = await promisify(execFile)(process.execPath, ['scripts/build.ts'], {
       cwd: ROOT,
@@ -115,6 +115,34 @@ describe('the esbuild bundle (dist/handler.js)', () => {
       /V8 code cache for ESM file:\/\/\S*\/dist\/handler\.js was accepted/,
     )
     assert.equal((await postReview(server)).status, 200)
+  })
+
+  it('dist/cli.js is the whole CLI: --help exits 0 and every command answers as bin/irsa-webhook.ts does', async () => {
+    /** Runs an entry with `args`; resolves exit code and output (a non-zero exit is an answer, not an error). */
+    const run = (entry: string, args: string[]) =>
+      promisify(execFile)(process.execPath, [entry, ...args], { cwd: ROOT, timeout: 60_000 })
+        .then((done) => ({ code: 0, stdout: done.stdout, stderr: done.stderr }))
+        .catch((error: { code?: number; stdout?: string; stderr?: string }) => ({
+          code: error.code,
+          stdout: error.stdout ?? '',
+          stderr: error.stderr ?? '',
+        }))
+    const help = await run('dist/cli.js', ['--help'])
+    assert.equal(help.code, 0, help.stderr)
+    assert.deepEqual(help, await run('bin/irsa-webhook.ts', ['--help']))
+    const commands = [...help.stdout.matchAll(/^ {2}([a-z][\w-]+) /gm)].map((m) => m[1] ?? '')
+    assert.ok(commands.includes('mutate') && commands.includes('doctor'), help.stdout)
+    for (const command of commands) {
+      const bundled = await run('dist/cli.js', [command, '--help'])
+      assert.equal(bundled.code, 0, `${command} --help: ${bundled.stderr}`)
+      assert.deepEqual(bundled, await run('bin/irsa-webhook.ts', [command, '--help']), command)
+    }
+    // A real command end to end through the bundle (YAML parsing, the decision code, the patch).
+    const args = ['mutate', '--service-account', 'examples/cli/sa.yaml', 'examples/cli/web.yaml']
+    const mutated = await run('dist/cli.js', args)
+    assert.equal(mutated.code, 0, mutated.stderr)
+    assert.match(mutated.stdout, /AWS_ROLE_ARN/)
+    assert.deepEqual(mutated, await run('bin/irsa-webhook.ts', args))
   })
 
   it('measures the unbundled handler.ts start-up for comparison (info only)', async (t) => {

@@ -10,8 +10,9 @@ import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { describe, test } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
 import { configSchema, listenPort, loadConfig, serveMode } from '../../function/config.ts'
-import { ROUTES } from '../../function/names.ts'
+import { LABELS, ROUTES } from '../../function/names.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 
 const root = join(import.meta.dirname, '..', '..')
@@ -104,9 +105,13 @@ function webhookOf(docs: Doc[]): Doc {
   return hooks[0] as Doc
 }
 
+/** The opt-in pod label profile (deploy/components/opt-in-label): only labelled pods are sent, with failurePolicy Fail. */
+const OPT_IN: Labels = { [LABELS.optIn]: 'true' }
+
 function checkWebhook(
   hook: Doc,
   own: { namespace: string; podLabels: Labels; gateway: string },
+  optIn = false,
 ): void {
   assert.deepEqual(get(hook, 'rules'), [
     {
@@ -136,8 +141,21 @@ function checkWebhook(
   assert.equal(selects(namespaces, nsLabels('default')), true, 'ordinary namespaces are served')
   const objects = get(hook, 'objectSelector') as Selector
   assert.equal(selects(objects, own.podLabels), false, "the webhook's own pods are excluded")
+  assert.equal(
+    selects(objects, { ...own.podLabels, ...OPT_IN }),
+    false,
+    "the webhook's own pods are excluded, even labelled",
+  )
+  assert.equal(selects(objects, { app: 'web', ...OPT_IN, ...OPT_OUT }), false, 'opt-out wins')
   assert.equal(selects(objects, { app: 'web', ...OPT_OUT }), false, 'opt-out pod label')
-  assert.equal(selects(objects, { app: 'web' }), true, 'ordinary pods are served')
+  assert.equal(selects(objects, { app: 'web', ...OPT_IN }), true, 'labelled pods are served')
+  assert.equal(selects(objects, { app: 'web' }), !optIn, 'unlabelled pods: served unless opt-in')
+  assert.equal(
+    selects(objects, { app: 'web', [LABELS.optIn]: 'false' }),
+    !optIn,
+    'only "true" opts in',
+  )
+  if (optIn) assert.equal(get(hook, 'failurePolicy'), 'Fail', 'opt-in pods never go without')
 }
 
 type Container = Doc & { env?: { name: string; value?: string }[] }
@@ -169,9 +187,20 @@ const envOf = (container: Container, extra: Labels = {}): Labels =>
     ...Object.entries(extra),
   ])
 
+const WEBHOOK_SA = { kind: 'ServiceAccount', name: 'irsa-webhook', namespace: 'irsa-system' }
+
+/** The roles bound to `subject` (any binding kind). */
+function rolesOf(docs: Doc[], subject: Doc): Doc[] {
+  const names = docs
+    .filter((doc) => ['ClusterRoleBinding', 'RoleBinding'].includes(String(doc['kind'])))
+    .filter((binding) => list(binding, 'subjects').some((s) => isDeepStrictEqual(s, subject)))
+    .map((binding) => [get(binding, 'roleRef.kind'), get(binding, 'roleRef.name')].join('/'))
+  return docs.filter((doc) => names.includes(`${doc['kind']}/${get(doc, 'metadata.name')}`))
+}
+
 function checkRbac(docs: Doc[], lookupMode: string): void {
-  const roles = docs.filter((doc) => doc['kind'] === 'ClusterRole' || doc['kind'] === 'Role')
-  assert.equal(roles.length, 1, 'one role, shared by both shapes')
+  const roles = rolesOf(docs, WEBHOOK_SA)
+  assert.equal(roles.length, 1, 'one role for the webhook, shared by both shapes')
   const [rule, ...more] = list(roles[0], 'rules')
   assert.equal(more.length, 0)
   assert.deepEqual([get(rule, 'apiGroups'), get(rule, 'resources')], [[''], ['serviceaccounts']])
@@ -184,11 +213,9 @@ function checkRbac(docs: Doc[], lookupMode: string): void {
     verbs.includes('get') &&
       (lookupMode === 'get' || (verbs.includes('list') && verbs.includes('watch'))),
   )
-  const binding = one(docs, 'ClusterRoleBinding')
+  const binding = one(docs, 'ClusterRoleBinding', 'irsa-webhook-sa-reader')
   assert.equal(get(binding, 'roleRef.name'), get(roles[0], 'metadata.name'))
-  assert.deepEqual(get(binding, 'subjects'), [
-    { kind: 'ServiceAccount', name: 'irsa-webhook', namespace: 'irsa-system' },
-  ])
+  assert.deepEqual(get(binding, 'subjects'), [WEBHOOK_SA])
   one(docs, 'ServiceAccount', 'irsa-webhook')
 }
 
@@ -199,7 +226,7 @@ function scriptDefault(mode: string, variable: string): string {
   return match[1]
 }
 
-function checkClassic(docs: Doc[]): void {
+function checkClassic(docs: Doc[], optIn = false): void {
   const deployment = one(docs, 'Deployment', 'irsa-webhook')
   const pod = get(deployment, 'spec.template') as Doc
   const podLabels = get(pod, 'metadata.labels') as Labels
@@ -259,14 +286,14 @@ function checkClassic(docs: Doc[]): void {
   assert.equal(get(hook, 'failurePolicy'), 'Fail')
   assert.deepEqual(get(hook, 'clientConfig.service.name'), get(service, 'metadata.name'))
   assert.deepEqual(get(hook, 'clientConfig.service.namespace'), get(service, 'metadata.namespace'))
-  checkWebhook(hook, { namespace: 'irsa-system', podLabels, gateway: 'kourier-system' })
+  checkWebhook(hook, { namespace: 'irsa-system', podLabels, gateway: 'kourier-system' }, optIn)
   checkRbac(docs, config.value.SA_LOOKUP_MODE)
 }
 
 const labelsAt = (doc: unknown, path: string): Labels =>
   (get(doc, path) as Labels | undefined) ?? {}
 
-function checkKnative(docs: Doc[], profile: 'scale-to-zero' | 'production'): string {
+function checkKnative(docs: Doc[], profile: 'scale-to-zero' | 'production', optIn = false): string {
   const ksvc = one(docs, 'Service', 'irsa-webhook', 'serving.knative.dev/v1')
   assert.equal(
     labelsAt(ksvc, 'metadata.labels')['networking.knative.dev/visibility'],
@@ -323,18 +350,121 @@ function checkKnative(docs: Doc[], profile: 'scale-to-zero' | 'production'): str
   assert.equal(get(hook, 'clientConfig.service.name'), get(alias, 'metadata.name'))
   assert.equal(get(hook, 'clientConfig.service.namespace'), gateway)
   assert.equal(get(hook, 'timeoutSeconds'), 30)
-  assert.equal(get(hook, 'failurePolicy'), profile === 'production' ? 'Fail' : 'Ignore')
+  assert.equal(get(hook, 'failurePolicy'), profile === 'production' || optIn ? 'Fail' : 'Ignore')
   assert.ok(
-    get(hook, 'failurePolicy') === 'Ignore' || Number(scale('min-scale')) >= 1,
-    'Fail only with a warm pod',
+    get(hook, 'failurePolicy') === 'Ignore' ||
+      Number(scale('min-scale')) >= 1 ||
+      !selects(get(hook, 'objectSelector') as Selector, { app: 'web' }),
+    'Fail only with a warm pod, or for the pods that opted in',
   )
   const podLabels = {
     ...labelsAt(template, 'metadata.labels'),
     'serving.knative.dev/service': 'irsa-webhook',
   }
-  checkWebhook(hook, { namespace: 'irsa-system', podLabels, gateway })
+  checkWebhook(hook, { namespace: 'irsa-system', podLabels, gateway }, optIn)
   checkRbac(docs, 'get')
   return gateway
+}
+
+/** The audit's ClusterRole, rule by rule: what `irsa-webhook audit --heal --events` calls, nothing more. */
+const AUDIT_RULES = [
+  { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list'] },
+  { apiGroups: [''], resources: ['pods/eviction'], verbs: ['create'] },
+  { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list'] },
+  { apiGroups: [''], resources: ['namespaces'], verbs: ['list'] },
+  { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+  {
+    apiGroups: ['admissionregistration.k8s.io'],
+    resources: ['mutatingwebhookconfigurations'],
+    resourceNames: ['irsa-webhook'],
+    verbs: ['get'],
+  },
+  { apiGroups: ['apps'], resources: ['replicasets'], verbs: ['get'] },
+  { apiGroups: ['batch'], resources: ['jobs'], verbs: ['get'] },
+]
+const AUDIT_SA = { kind: 'ServiceAccount', name: 'irsa-webhook-audit', namespace: 'irsa-system' }
+const FIVE_MINUTES = 300
+
+/** The webhook's container, in the Deployment (classic) or the Knative Service. */
+function webhookContainer(docs: Doc[]): Container {
+  const workloads = docs.filter(
+    (doc) =>
+      (doc['kind'] === 'Deployment' || doc['apiVersion'] === 'serving.knative.dev/v1') &&
+      get(doc, 'metadata.name') === 'irsa-webhook',
+  )
+  assert.equal(workloads.length, 1, 'one webhook workload')
+  const [container] = list<Container>(workloads[0], 'spec.template.spec.containers')
+  assert.ok(container)
+  return container
+}
+
+/** Every label selector of the webhook's own objects (Services, the PDB, the Deployment, its spread constraints). */
+function webhookSelectors(docs: Doc[]): Selector[] {
+  return docs.flatMap((doc): Selector[] => {
+    if (doc['kind'] === 'Service' && doc['apiVersion'] === 'v1')
+      return [{ matchLabels: get(doc, 'spec.selector') as Labels }]
+    if (['Deployment', 'PodDisruptionBudget'].includes(String(doc['kind'])))
+      return [
+        get(doc, 'spec.selector') as Selector,
+        ...list(doc, 'spec.template.spec.topologySpreadConstraints').map(
+          (c) => c['labelSelector'] as Selector,
+        ),
+      ]
+    return []
+  })
+}
+
+/** The heal CronJob (deploy/components/audit-cronjob): schedule, bounds, hardening, image, RBAC of its own. */
+function checkAudit(docs: Doc[]): void {
+  const cron = one(docs, 'CronJob', 'irsa-webhook-audit')
+  assert.equal(get(cron, 'apiVersion'), 'batch/v1')
+  assert.equal(get(cron, 'metadata.namespace'), 'irsa-system')
+  assert.equal(get(cron, 'spec.schedule'), '*/5 * * * *')
+  assert.equal(get(cron, 'spec.concurrencyPolicy'), 'Forbid', 'never two audits at once')
+  const starting = get(cron, 'spec.startingDeadlineSeconds') as number
+  assert.ok(starting > 0 && starting < FIVE_MINUTES, 'a late run is skipped before the next is due')
+  for (const limit of ['successfulJobsHistoryLimit', 'failedJobsHistoryLimit']) {
+    const kept = get(cron, `spec.${limit}`) as number
+    assert.ok(kept >= 1 && kept <= 3, `${limit} keeps a few Jobs, not 288 a day`)
+  }
+  const job = get(cron, 'spec.jobTemplate.spec') as Doc
+  assert.equal(get(job, 'backoffLimit'), 0, 'exit 1 (pods found) is not retried')
+  const deadline = get(job, 'activeDeadlineSeconds') as number
+  assert.ok(deadline > 0 && deadline < FIVE_MINUTES, 'a run ends before the next is due')
+  assert.ok((get(job, 'ttlSecondsAfterFinished') as number) > 0)
+  const pod = get(job, 'template') as Doc
+  assert.equal(get(pod, 'spec.restartPolicy'), 'Never')
+  assert.equal(get(pod, 'spec.serviceAccountName'), AUDIT_SA.name)
+  assert.equal(get(pod, 'spec.automountServiceAccountToken'), true)
+  const [container, ...others] = list<Container>(pod, 'spec.containers')
+  assert.ok(container && others.length === 0)
+  checkContainer(container, get(pod, 'spec.securityContext') as Doc)
+  assert.equal(container['image'], webhookContainer(docs)['image'], "the webhook's own image")
+  assert.deepEqual(container['command'], [
+    'node',
+    'dist/cli.js',
+    'audit',
+    '--heal',
+    '--events',
+    '-o',
+    'json',
+  ])
+  const podLabels = labelsAt(pod, 'metadata.labels')
+  for (const selector of webhookSelectors(docs))
+    assert.equal(selects(selector, podLabels), false, 'no webhook selector picks the audit pods')
+  const hook = webhookOf(docs)
+  const namespace = nsLabels(String(get(cron, 'metadata.namespace')))
+  assert.equal(selects(get(hook, 'namespaceSelector') as Selector, namespace), false)
+  // Its own identity, with exactly the rules the audit needs; the webhook keeps read-only ServiceAccount access.
+  one(docs, 'ServiceAccount', AUDIT_SA.name)
+  const roles = rolesOf(docs, AUDIT_SA)
+  assert.deepEqual(
+    roles.map((role) => [role['kind'], get(role, 'metadata.name')]),
+    [['ClusterRole', 'irsa-webhook-audit']],
+  )
+  assert.deepEqual(get(roles[0], 'rules'), AUDIT_RULES)
+  const binding = one(docs, 'ClusterRoleBinding', 'irsa-webhook-audit')
+  assert.deepEqual(get(binding, 'subjects'), [AUDIT_SA], 'bound to the audit alone')
 }
 
 const manifests = (dir: string) =>
@@ -437,7 +567,90 @@ describe('kustomize output (kubectl kustomize, offline)', { skip: noKubectl }, (
   test('both shapes apply the very same RBAC and namespace, and no local config', () => {
     const [classic, knative] = [render('deploy'), render('knative')]
     assert.deepEqual(rbacOf(knative), rbacOf(classic))
-    assert.equal([...classic, ...knative].filter((doc) => doc['kind'] === 'ConfigMap').length, 0)
+    const local = [...classic, ...knative].filter(
+      (doc) =>
+        ['ConfigMap', 'PodTemplate'].includes(String(doc['kind'])) ||
+        labelsAt(doc, 'metadata.annotations')['config.kubernetes.io/local-config'],
+    )
+    assert.deepEqual(local, [])
+  })
+
+  const AUDIT = 'deploy/components/audit-cronjob'
+  const LABEL_PROFILE = 'deploy/components/opt-in-label'
+  const shapes = {
+    deploy: (docs: Doc[], optIn = false) => checkClassic(docs, optIn),
+    knative: (docs: Doc[], optIn = false) => checkKnative(docs, 'scale-to-zero', optIn),
+  }
+
+  for (const [tree, check] of Object.entries(shapes)) {
+    test(`the audit-cronjob component adds a hardened heal CronJob with RBAC of its own to ${tree}, in the webhook's image`, () => {
+      const docs = renderWith(`resources: [${tree}]\ncomponents: [${AUDIT}]\n`)
+      check(docs)
+      checkAudit(docs)
+      const plain = render(tree)
+      const added = docs.filter((doc) => !plain.some((d) => isDeepStrictEqual(d, doc)))
+      assert.deepEqual(added.map((doc) => doc['kind']).sort(), [
+        'ClusterRole',
+        'ClusterRoleBinding',
+        'CronJob',
+        'ServiceAccount',
+      ])
+    })
+
+    test(`the opt-in-label component sends only pods labelled ${LABELS.optIn}=true to the ${tree} webhook, with failurePolicy Fail`, () => {
+      const docs = renderWith(`resources: [${tree}]\ncomponents: [${LABEL_PROFILE}]\n`)
+      check(docs, true)
+      const hook = webhookOf(docs)
+      assert.equal(get(hook, 'failurePolicy'), 'Fail')
+      assert.deepEqual(list(hook, 'objectSelector.matchExpressions').at(-1), {
+        key: LABELS.optIn,
+        operator: 'In',
+        values: ['true'],
+      })
+      // Nothing else changes: the same webhook with the one selector expression added and Fail.
+      const plain = webhookOf(render(tree))
+      const expressions = list(plain, 'objectSelector.matchExpressions')
+      assert.deepEqual(hook, {
+        ...plain,
+        failurePolicy: 'Fail',
+        objectSelector: {
+          matchExpressions: [
+            ...expressions,
+            { key: LABELS.optIn, operator: 'In', values: ['true'] },
+          ],
+        },
+      })
+    })
+  }
+
+  test('both components compose with each other and with the Operator and production overlays', () => {
+    const components = `components: [${AUDIT}, ${LABEL_PROFILE}]\n`
+    const operator = renderWith(`resources: [knative/overlays/operator]\n${components}`)
+    assert.equal(checkKnative(operator, 'scale-to-zero', true), 'knative-serving')
+    checkAudit(operator)
+    const production = renderWith(`resources: [knative/overlays/production]\n${components}`)
+    checkKnative(production, 'production', true)
+    checkAudit(production)
+    const certManager = renderWith(`resources: [deploy/overlays/cert-manager]\n${components}`)
+    checkClassic(certManager, true)
+    checkAudit(certManager)
+  })
+
+  test("an overlay's images: entry moves the webhook and the audit CronJob to the same image", () => {
+    const digest = `sha256:${'0a'.repeat(32)}`
+    const docs = renderWith(
+      [
+        'resources: [knative]',
+        `components: [${AUDIT}]`,
+        'images:',
+        '  - name: registry.example.com/irsa-webhook',
+        '    newName: registry.internal/irsa-webhook',
+        `    digest: ${digest}`,
+        '',
+      ].join('\n'),
+    )
+    checkAudit(docs)
+    assert.equal(webhookContainer(docs)['image'], `registry.internal/irsa-webhook@${digest}`)
   })
 
   test('deploy/overlays/cert-manager issues the mounted Secret for the Service name and injects the CA', () => {
@@ -506,6 +719,18 @@ describe('Dockerfile', () => {
     assert.doesNotMatch(dockerfile, /^FROM \S+:latest\b/m)
     assert.match(dockerfile, /npm ci --ignore-scripts/)
     assert.match(dockerfile, /RUN npm run build/)
+  })
+
+  test('ships dist/cli.js where the audit CronJob runs it (WORKDIR /app)', () => {
+    const [cron] = parseFiles('deploy/components/audit-cronjob/cronjob.yaml')
+    const [container] = list<Container>(cron, 'spec.jobTemplate.spec.template.spec.containers')
+    const [node, script] = (container?.['command'] as string[] | undefined) ?? []
+    assert.equal(node, 'node')
+    assert.equal(/^WORKDIR (\S+)$/m.exec(lastStage)?.[1], '/app')
+    const shipped = /^COPY --from=build \S* ?\/src\/dist\/ (\S+)$/m.exec(lastStage)?.[1]
+    assert.equal(shipped, '/app/dist/')
+    assert.ok(join('/app', script ?? '').startsWith(shipped), `${script} is in ${shipped}`)
+    assert.match(dockerfile, /node dist\/cli\.js --help/, 'the build checks the CLI bundle runs')
   })
 
   test('runs the bundle `npm start` runs, in exec form, as 65532:65532', () => {

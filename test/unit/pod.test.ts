@@ -87,6 +87,11 @@ describe('readPod', () => {
       'request.object.metadata.annotations.n: expected string, got number',
     ],
     [
+      'a label that is not a string',
+      (p) => ({ ...p, metadata: { labels: { 'api.vultr.com/irsa': true } } }),
+      'request.object.metadata.labels.api.vultr.com/irsa: expected string, got boolean',
+    ],
+    [
       'a token projection without path',
       (p) => ({
         ...p,
