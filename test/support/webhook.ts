@@ -4,6 +4,7 @@
  * @module
  */
 
+import assert from 'node:assert/strict'
 import type { Operation } from 'fast-json-patch'
 import fastJsonPatch from 'fast-json-patch'
 import { createApp } from '../../function/app.ts'
@@ -79,4 +80,30 @@ export async function admit(
   const patch = response.status === 200 ? decodePatch(body.response) : []
   const object = (review as { request?: { object?: unknown } }).request?.object
   return { status: response.status, body, patch, mutatedPod: applyPatch(object, patch) }
+}
+
+/**
+ * Asserts that `body` is exactly the `metav1.Status` failure kube-apiserver can read (apimachinery
+ * pkg/apis/meta/v1 types.go `Status`): kind, apiVersion, empty metadata, status Failure, the reason for `code`,
+ * and a message matching `message`. Returns the message.
+ */
+export function assertFailureStatus(
+  body: unknown,
+  code: number,
+  reason: string,
+  message: RegExp,
+): string {
+  const text = (body as { message?: unknown } | null)?.message
+  assert.equal(typeof text, 'string', `no message in ${JSON.stringify(body)}`)
+  assert.match(text as string, message)
+  assert.deepEqual(body, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: text,
+    reason,
+    code,
+  })
+  return text as string
 }
