@@ -757,3 +757,43 @@ describe('the fake kube-apiserver: watch bookmarks', () => {
     }
   })
 })
+
+describe('the fake kube-apiserver: LIST with labelSelector', () => {
+  let fake: FakeKubeApi
+  const slices = '/apis/discovery.k8s.io/v1/namespaces/irsa-system/endpointslices'
+  before(async () => {
+    fake = await startFakeKubeApi()
+    for (const [name, service, tier] of [
+      ['a', 'irsa-webhook', 'web'],
+      ['b', 'other', 'web'],
+      ['c', 'irsa-webhook', undefined],
+    ] as const) {
+      const labels = { 'kubernetes.io/service-name': service, ...(tier ? { tier } : {}) }
+      fake.putObject(slices, { kind: 'EndpointSlice', metadata: { name, labels } })
+    }
+  })
+  after(() => fake.close())
+
+  const names = async (selector: string) => {
+    const response = await get(fake, `${slices}?labelSelector=${encodeURIComponent(selector)}`)
+    assert.equal(response.status, 200, selector)
+    const list = (await response.json()) as { items: Array<{ metadata: { name: string } }> }
+    return list.items.map((item) => item.metadata.name)
+  }
+
+  it('keeps only the items every requirement selects, as the storage layer does', async () => {
+    assert.deepEqual(await names('kubernetes.io/service-name=irsa-webhook'), ['a', 'c'])
+    assert.deepEqual(await names('kubernetes.io/service-name==irsa-webhook,tier=web'), ['a'])
+    assert.deepEqual(await names('tier!=web'), ['c'])
+    assert.deepEqual(await names('!tier'), ['c'])
+    assert.deepEqual(await names('tier'), ['a', 'b'])
+    assert.deepEqual(await names('kubernetes.io/service-name in (other, nothing)'), ['b'])
+    assert.deepEqual(await names('tier notin (web)'), ['c'])
+  })
+
+  it('says plainly when a selector is beyond what the fake parses', async () => {
+    const response = await get(fake, `${slices}?labelSelector=${encodeURIComponent('a=(b')}`)
+    assert.equal(response.status, 400)
+    assert.match((await statusOf(response)).message, /^fake-kube-api: unsupported labelSelector/)
+  })
+})

@@ -22,6 +22,7 @@ import {
   openIdMetadataReply,
   requestInfo,
   tooManyRequests,
+  withLabelSelector,
 } from './kube-apiserver-wire.ts'
 import { createTestCertificates } from './tls.ts'
 
@@ -567,7 +568,7 @@ class FakeKubeApiServer implements FakeKubeApi {
     if (rec.method !== 'GET') {
       return kubeStatus(405, 'the server does not allow this method on the requested resource')
     }
-    return reply
+    return withLabelSelector(reply, rec.query.get('labelSelector'))
   }
 
   #serviceAccountReply(path: string): Reply | undefined {

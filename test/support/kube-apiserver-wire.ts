@@ -344,3 +344,72 @@ export function bookmarkEvent(kind: string, apiVersion: string, rv: number, init
   }
   return { type: 'BOOKMARK', object: { kind, apiVersion, metadata } }
 }
+
+type Requirement = (labels: Record<string, string>) => boolean
+
+const SET_REQUIREMENT = /^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/
+const EQUALITY_REQUIREMENT = /^([\w./-]+)\s*(==|=|!=)\s*([\w.-]*)$/
+const EXISTS_REQUIREMENT = /^(!?)([\w./-]+)$/
+
+/** One requirement of a label selector, or undefined when it is not one of the forms below. */
+function requirement(text: string): Requirement | undefined {
+  const set = SET_REQUIREMENT.exec(text)
+  if (set) {
+    const [, key = '', op, list = ''] = set
+    const values = list.split(',').map((value) => value.trim())
+    return (labels) => (key in labels && values.includes(labels[key] ?? '')) === (op === 'in')
+  }
+  const equality = EQUALITY_REQUIREMENT.exec(text)
+  if (equality) {
+    const [, key = '', op, value = ''] = equality
+    return (labels) => (op === '!=' ? labels[key] !== value : labels[key] === value)
+  }
+  const exists = EXISTS_REQUIREMENT.exec(text)
+  if (exists) {
+    const [, not, key = ''] = exists
+    return (labels) => key in labels === (not !== '!')
+  }
+  return undefined
+}
+
+/** Splits a selector at the commas that are not inside a `(…)` value list. */
+function requirements(selector: string): string[] {
+  const parts: string[] = []
+  let depth = 0
+  let current = ''
+  for (const char of selector) {
+    if (char === '(') depth += 1
+    if (char === ')') depth -= 1
+    if (char === ',' && depth === 0) {
+      parts.push(current.trim())
+      current = ''
+    } else current += char
+  }
+  if (current.trim() !== '') parts.push(current.trim())
+  return parts
+}
+
+/**
+ * A LIST narrowed by `labelSelector`, as the storage layer filters it (apimachinery pkg/labels/selector.go: the
+ * requirements `k=v`, `k==v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a,b)`, all of which must hold; a missing
+ * label satisfies `!=` and `notin`). A selector outside these forms gets a 400 that says it is the fake's limit, not
+ * the API server's wording. Any other reply passes through.
+ */
+export function withLabelSelector(reply: WireReply, selector: string | null): WireReply {
+  const list = reply.body as { items?: Array<{ metadata?: { labels?: Record<string, string> } }> }
+  if (selector === null || selector === '' || reply.status !== 200 || !Array.isArray(list.items)) {
+    return reply
+  }
+  const tests = requirements(selector).map(requirement)
+  if (tests.some((test) => test === undefined)) {
+    return failure(
+      400,
+      'BadRequest',
+      `fake-kube-api: unsupported labelSelector ${JSON.stringify(selector)}`,
+    )
+  }
+  const items = list.items.filter((item) =>
+    tests.every((test) => test?.(item.metadata?.labels ?? {}) ?? false),
+  )
+  return { ...reply, body: { ...list, items } }
+}
