@@ -649,7 +649,7 @@ class FakeKubeApiServer implements FakeKubeApi {
   // ---- kube-apiserver behaviours beyond reads (test/support/kube-apiserver-wire.ts cites each source) ----
   // Not modelled (no caller needs them yet): fieldSelector, labelSelector on watches, PUT/PATCH/DELETE of stored
   // objects, and the random 30-60 min end the real server gives a watch sent without timeoutSeconds
-  // (--min-request-timeout 1800 s); here such a watch stays open until the client or close() ends it.
+  // (--min-request-timeout 1800 s, apiserver pkg/endpoints/handlers/get.go); here it stays open until closed.
 
   serveOpenIdMetadata(source: () => OpenIdMetadata | undefined): void {
     for (const path of [OPENID_CONFIGURATION_PATH, JWKS_PATH]) {
