@@ -12,6 +12,7 @@ import {
   Watch,
 } from '@kubernetes/client-node'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
+import { assertFailureStatus } from '../support/webhook.ts'
 
 const ROLE = 'api.vultr.com/role'
 const NS = 'e2e-fake'
@@ -481,16 +482,6 @@ describe('the fake kube-apiserver: error Status bodies', () => {
     fake = await startFakeKubeApi({ serviceAccounts: [irsaSa] })
   })
   after(() => fake.close())
-  const failure = (code: number, reason: string, message: string, details?: object) => ({
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason,
-    ...(details === undefined ? {} : { details }),
-    code,
-  })
 
   it('denies with the authorizer message for resources and for non-resource paths', async () => {
     fake.forbid(SA_PATH, 'GET')
@@ -501,24 +492,20 @@ describe('the fake kube-apiserver: error Status bodies', () => {
         core.readNamespacedServiceAccount({ name: 'irsa-sa', namespace: NS }),
       )
       assert.equal(error.code, 403)
-      assert.deepEqual(
+      assertFailureStatus(
         JSON.parse(error.body),
-        failure(
-          403,
-          'Forbidden',
-          `serviceaccounts "irsa-sa" is forbidden: User "fake-user" cannot get resource "serviceaccounts" in API group "" in the namespace "${NS}"`,
-          { name: 'irsa-sa', kind: 'serviceaccounts' },
-        ),
+        403,
+        'Forbidden',
+        `serviceaccounts "irsa-sa" is forbidden: User "fake-user" cannot get resource "serviceaccounts" in API group "" in the namespace "${NS}"`,
+        { name: 'irsa-sa', kind: 'serviceaccounts' },
       )
       const path = await call(fake, 'GET', '/openid/v1/jwks')
-      assert.deepEqual(
+      assertFailureStatus(
         await path.json(),
-        failure(
-          403,
-          'Forbidden',
-          'forbidden: User "fake-user" cannot get path "/openid/v1/jwks"',
-          {},
-        ),
+        403,
+        'Forbidden',
+        'forbidden: User "fake-user" cannot get path "/openid/v1/jwks"',
+        {},
       )
     } finally {
       fake.clearForbidden()
@@ -564,21 +551,18 @@ describe('the fake kube-apiserver: error Status bodies', () => {
       fake.fault({ path: mwc, status, times: 1 })
       const response = await call(fake, method, mwc, method === 'GET' ? {} : { body: {} })
       assert.equal(response.status, status)
-      assert.deepEqual(
-        await response.json(),
-        failure(status, reasons[status] ?? '', message, details),
-      )
+      assertFailureStatus(await response.json(), status, reasons[status] ?? '', message, details)
     }
     fake.fault({ path: `/api/v1/namespaces/${NS}/serviceaccounts`, status: 409, times: 1 })
     const taken = await call(fake, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
       body: { metadata: { name: 'irsa-sa' } },
     })
-    assert.deepEqual(
+    assertFailureStatus(
       await taken.json(),
-      failure(409, 'AlreadyExists', 'serviceaccounts "irsa-sa" already exists', {
-        name: 'irsa-sa',
-        kind: 'serviceaccounts',
-      }),
+      409,
+      'AlreadyExists',
+      'serviceaccounts "irsa-sa" already exists',
+      { name: 'irsa-sa', kind: 'serviceaccounts' },
     )
     fake.fault({ path: mwc, status: 422, times: 1 })
     const body = { kind: 'MutatingWebhookConfiguration', metadata: { name: 'irsa' } }

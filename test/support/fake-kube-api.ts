@@ -11,6 +11,7 @@ import {
   bookmarkEvent,
   conflict,
   dryRunProblem,
+  failure,
   forbidden,
   invalid,
   isDryRun,
@@ -145,15 +146,7 @@ const REASONS: Record<number, string> = {
 /** A Kubernetes `Status` failure object, as the real apiserver sends it. */
 export function kubeStatus(code: number, message: string, details?: object): Reply {
   const reason = REASONS[code] ?? (code >= 500 ? 'InternalError' : 'BadRequest')
-  const body = {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason,
-  }
-  return { status: code, body: { ...body, ...(details ? { details } : {}), code } }
+  return failure(code, reason, message, details as Record<string, unknown> | undefined)
 }
 
 function notFound(resource: string, name: string): Reply {

@@ -83,19 +83,21 @@ export async function admit(
 }
 
 /**
- * Asserts that `body` is exactly the `metav1.Status` failure kube-apiserver can read (apimachinery
- * pkg/apis/meta/v1 types.go `Status`): kind, apiVersion, empty metadata, status Failure, the reason for `code`,
- * and a message matching `message`. Returns the message.
+ * Asserts that `body` is exactly a `metav1.Status` failure as kube-apiserver reads and writes it (apimachinery
+ * pkg/apis/meta/v1 types.go `Status`): kind, apiVersion, empty metadata, status Failure, `reason`, `code`, a message
+ * equal to (string) or matching (RegExp) `message`, and `details` only when given. Returns the message.
  */
 export function assertFailureStatus(
   body: unknown,
   code: number,
   reason: string,
-  message: RegExp,
+  message: RegExp | string,
+  details?: object,
 ): string {
   const text = (body as { message?: unknown } | null)?.message
   assert.equal(typeof text, 'string', `no message in ${JSON.stringify(body)}`)
-  assert.match(text as string, message)
+  if (typeof message === 'string') assert.equal(text, message)
+  else assert.match(text as string, message)
   assert.deepEqual(body, {
     kind: 'Status',
     apiVersion: 'v1',
@@ -103,6 +105,7 @@ export function assertFailureStatus(
     status: 'Failure',
     message: text,
     reason,
+    ...(details === undefined ? {} : { details }),
     code,
   })
   return text as string
