@@ -40,8 +40,37 @@ export interface AppDeps {
   readonly ready: () => boolean
 }
 
-const problem = (c: Context, status: 400 | 404 | 413 | 415 | 500, message: string) =>
-  c.json({ error: message }, status)
+/** The `reason` kube-apiserver expects with each status code (k8s.io/apimachinery pkg/apis/meta/v1 types.go). */
+const STATUS_REASONS = {
+  400: 'BadRequest',
+  404: 'NotFound',
+  413: 'RequestEntityTooLarge',
+  415: 'UnsupportedMediaType',
+  500: 'InternalError',
+} as const
+
+type ProblemStatus = keyof typeof STATUS_REASONS
+
+/**
+ * A `metav1.Status` failure body, the only error form kube-apiserver reads: its webhook client (client-go
+ * rest/request.go `Result.Error`) decodes a Status and reports `failed calling webhook "…": failed to call webhook:
+ * <message>` (apiserver pkg/admission/plugin/webhook/mutating/dispatcher.go, pkg/util/webhook/error.go); any other
+ * body becomes `an error on the server ("unknown") has prevented the request from succeeding`.
+ */
+function failureStatus(code: ProblemStatus, message: string) {
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason: STATUS_REASONS[code],
+    code,
+  } as const
+}
+
+const problem = (c: Context, status: ProblemStatus, message: string) =>
+  c.json(failureStatus(status, message), status)
 
 function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given)

@@ -12,7 +12,7 @@ import {
   skip,
   warn,
 } from './doctor-context.ts'
-import { fetchOidcDocuments } from './oidc.ts'
+import { fetchOidcDocuments, OidcReadError } from './oidc.ts'
 import { selects } from './selector.ts'
 
 async function canI(context: DoctorContext, verb: string): Promise<boolean | string> {
@@ -105,6 +105,48 @@ export async function checkExclusions(context: DoctorContext): Promise<CheckResu
   )
 }
 
+/**
+ * What to do about an OIDC document that could not be read, by cause. 401/403 come from authentication and RBAC
+ * (the ClusterRole `system:service-account-issuer-discovery`, bound by default to `system:serviceaccounts` only);
+ * 404 means the API server did not install the endpoints (kubernetes pkg/controlplane: it logs "Could not construct
+ * pre-rendered responses for ServiceAccountIssuerDiscovery endpoints" when the issuer flags do not allow it); any
+ * other status is reported as received, since no flag of ours explains it.
+ */
+function oidcCause(error: unknown): { detail: string; fix: string } {
+  const message = error instanceof Error ? error.message : String(error)
+  if (!(error instanceof OidcReadError)) {
+    return { detail: message, fix: 'the API server serves malformed discovery documents' }
+  }
+  switch (error.status) {
+    case undefined:
+      return {
+        detail: message,
+        fix: "check the kubeconfig's server address, the network and the CA",
+      }
+    case 401:
+      return { detail: `not authenticated: ${message}`, fix: "check the kubeconfig's credentials" }
+    case 403:
+      return {
+        detail: `forbidden by RBAC: ${message}`,
+        fix:
+          'bind the ClusterRole system:service-account-issuer-discovery to the user of this kubeconfig, e.g. ' +
+          'kubectl create clusterrolebinding oidc-reader --clusterrole=system:service-account-issuer-discovery --user=<you>',
+      }
+    case 404:
+      return {
+        detail: `not served: ${message}`,
+        fix:
+          'the API server has no issuer discovery: set --service-account-issuer to an https URL ' +
+          '(and --service-account-jwks-uri when the issuer is not the API server) and restart it',
+      }
+    default:
+      return {
+        detail: `unexpected answer: ${message}`,
+        fix: "the message is the API server's own; the issuer flags are not the cause",
+      }
+  }
+}
+
 /** The API server serves the OIDC discovery document and JWKS (Vultr needs them to trust the tokens). */
 export async function checkOidc(context: DoctorContext): Promise<CheckResult> {
   const title = 'OIDC discovery'
@@ -112,10 +154,7 @@ export async function checkOidc(context: DoctorContext): Promise<CheckResult> {
     const { discovery, keys } = await fetchOidcDocuments(context.client)
     return pass(title, `issuer ${discovery.issuer}, ${keys.length} signing key(s)`)
   } catch (error) {
-    return fail(
-      title,
-      error instanceof Error ? error.message : String(error),
-      'set --service-account-issuer/--service-account-jwks-uri on the API server; readers need the ClusterRole system:service-account-issuer-discovery',
-    )
+    const { detail, fix } = oidcCause(error)
+    return fail(title, detail, fix)
   }
 }

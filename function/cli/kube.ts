@@ -18,11 +18,19 @@ export interface KubeResponse {
   readonly headers: IncomingHttpHeaders
 }
 
+/**
+ * What a request asks for. The API server negotiates on `Accept` per endpoint (go-restful `Route.matchesAccept`:
+ * an exact media type or a wildcard, q-values ignored) and answers 406 when none matches, so each caller names what
+ * its endpoint serves: resources and Status bodies are `application/json`; `/openid/v1/jwks` is only
+ * `application/jwk-set+json` (kubernetes pkg/routes/openidmetadata.go).
+ */
+export const ACCEPT_JSON = 'application/json'
+
 export interface KubeClient {
   /** The API server URL from the kubeconfig. */
   readonly server: string
-  request(method: string, path: string, body?: unknown): Promise<KubeResponse>
-  get(path: string): Promise<KubeResponse>
+  request(method: string, path: string, body?: unknown, accept?: string): Promise<KubeResponse>
+  get(path: string, accept?: string): Promise<KubeResponse>
 }
 
 /** Loads `path`, else $KUBECONFIG / ~/.kube/config / in-cluster, like kubectl. */
@@ -68,25 +76,26 @@ export function createKubeClient(config: KubeConfig, timeoutMs = 15_000): KubeCl
   const prefix = base.pathname.replace(/\/$/, '')
   const client: KubeClient = {
     server,
-    async request(method, path, body) {
+    async request(method, path, body, accept = ACCEPT_JSON) {
       const options: RequestOptions = {}
       await config.applyToHTTPSOptions(options)
       const payload = body === undefined ? undefined : JSON.stringify(body)
-      const headers: Record<string, string> = { accept: 'application/json' }
+      const headers: Record<string, string> = { accept }
       if (payload !== undefined) headers['content-type'] = 'application/json'
       options.method = method
       options.headers = { ...(options.headers as Record<string, string>), ...headers }
       options.signal = AbortSignal.timeout(timeoutMs)
       return send(new URL(`${base.origin}${prefix}${path}`), options, payload)
     },
-    get: (path) => client.request('GET', path),
+    get: (path, accept) => client.request('GET', path, undefined, accept),
   }
   return client
 }
 
-/** The `message` of a Kubernetes Status body, else the HTTP status. */
+/** The `message` of a Kubernetes Status body (else the start of the text), on one line, after the HTTP status. */
 export function statusMessage(response: KubeResponse): string {
   const body = response.body as { message?: unknown } | undefined
-  const message = typeof body?.message === 'string' ? body.message : response.text.slice(0, 200)
+  const raw = typeof body?.message === 'string' ? body.message : response.text.slice(0, 200)
+  const message = raw.replace(/\s+/g, ' ').trim()
   return `HTTP ${response.status}${message === '' ? '' : `: ${message}`}`
 }

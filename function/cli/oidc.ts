@@ -4,10 +4,33 @@
  * @module
  */
 import type { KubeClient } from './kube.ts'
-import { statusMessage } from './kube.ts'
+import { ACCEPT_JSON, statusMessage } from './kube.ts'
 
 const DISCOVERY_PATH = '/.well-known/openid-configuration'
 const JWKS_PATH = '/openid/v1/jwks'
+
+/**
+ * kube-apiserver serves the discovery document as `application/json` and the key set only as
+ * `application/jwk-set+json` (kubernetes pkg/routes/openidmetadata.go, `mimeJWKS`); any other Accept gets
+ * `406 … Available representations: application/jwk-set+json`. `application/json` stays listed for issuers that
+ * serve the key set as plain JSON (go-restful ignores the q-value; it only needs one listed type to match).
+ */
+const OIDC_ACCEPT = {
+  discovery: ACCEPT_JSON,
+  jwks: 'application/jwk-set+json, application/json;q=0.9',
+} as const
+
+/** Why a discovery document could not be read: `status` is the HTTP status, undefined when no answer came. */
+export class OidcReadError extends Error {
+  readonly path: string
+  readonly status: number | undefined
+  constructor(path: string, status: number | undefined, message: string) {
+    super(message)
+    this.name = 'OidcReadError'
+    this.path = path
+    this.status = status
+  }
+}
 
 interface Discovery {
   readonly issuer: string
@@ -39,21 +62,31 @@ export interface OidcDocuments {
   readonly keys: readonly Jwk[]
 }
 
-async function getJson(client: KubeClient, path: string): Promise<unknown> {
-  const response = await client.get(path)
+async function getJson(client: KubeClient, path: string, accept: string): Promise<unknown> {
+  let response: Awaited<ReturnType<KubeClient['get']>>
+  try {
+    response = await client.get(path, accept)
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error)
+    throw new OidcReadError(path, undefined, `GET ${path}: no answer (${reason})`)
+  }
   if (response.status !== 200 || response.body === undefined) {
-    throw new Error(`GET ${path} → ${statusMessage(response)}`)
+    throw new OidcReadError(path, response.status, `GET ${path} → ${statusMessage(response)}`)
   }
   return response.body
 }
 
 /** Reads discovery and JWKS through the API server (both need `system:service-account-issuer-discovery`). */
 export async function fetchOidcDocuments(client: KubeClient): Promise<OidcDocuments> {
-  const discovery = (await getJson(client, DISCOVERY_PATH)) as Partial<Discovery>
+  const discovery = (await getJson(
+    client,
+    DISCOVERY_PATH,
+    OIDC_ACCEPT.discovery,
+  )) as Partial<Discovery>
   if (typeof discovery.issuer !== 'string' || typeof discovery.jwks_uri !== 'string') {
     throw new Error(`${DISCOVERY_PATH} has no issuer or jwks_uri`)
   }
-  const jwks = (await getJson(client, JWKS_PATH)) as { keys?: unknown }
+  const jwks = (await getJson(client, JWKS_PATH, OIDC_ACCEPT.jwks)) as { keys?: unknown }
   if (!Array.isArray(jwks.keys)) throw new Error(`${JWKS_PATH} has no keys array`)
   return {
     discovery: { issuer: discovery.issuer, jwks_uri: discovery.jwks_uri },

@@ -215,10 +215,61 @@ describe('irsa-webhook doctor (classic)', () => {
     assert.equal(run.code, 0)
   })
 
-  test('OIDC discovery that the API server does not serve fails the OIDC check', async () => {
+  /** The OIDC check's two lines: `✘ OIDC discovery — <detail>` and its `fix:`. */
+  function oidcLines(stdout: string): { detail: string; fix: string } {
+    const lines = stdout.split('\n')
+    const at = lines.findIndex((line) => line.startsWith('✘ OIDC discovery — '))
+    assert.ok(at >= 0, stdout)
+    return {
+      detail: (lines[at] ?? '').slice('✘ OIDC discovery — '.length),
+      fix: (lines[at + 1] ?? '').trim(),
+    }
+  }
+
+  test('OIDC discovery that the API server does not serve (404) points at the issuer flags', async () => {
     cluster.oidc.up = false
     const run = await doctor(cluster)
     assert.deepEqual(failedChecks(run.stdout), ['OIDC discovery'])
+    const { detail, fix } = oidcLines(run.stdout)
+    assert.equal(
+      detail,
+      'not served: GET /.well-known/openid-configuration → HTTP 404: the server could not find the requested resource',
+    )
+    assert.match(fix, /^fix: the API server has no issuer discovery: set --service-account-issuer/)
+  })
+
+  test('OIDC discovery denied by RBAC (403) points at the issuer-discovery ClusterRole, not the flags', async () => {
+    cluster.api.forbid('/openid/v1/jwks')
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), ['OIDC discovery'])
+    const { detail, fix } = oidcLines(run.stdout)
+    assert.equal(
+      detail,
+      'forbidden by RBAC: GET /openid/v1/jwks → HTTP 403: forbidden: User "fake-user" cannot get path "/openid/v1/jwks"',
+    )
+    assert.match(fix, /--clusterrole=system:service-account-issuer-discovery/)
+    assert.doesNotMatch(fix, /--service-account-issuer /)
+  })
+
+  test('any other OIDC answer is reported as received, and a dropped connection as no answer', async () => {
+    cluster.api.fault({ path: '/openid/v1/jwks', status: 503 })
+    const unexpected = oidcLines((await doctor(cluster)).stdout)
+    assert.match(unexpected.detail, /^unexpected answer: GET \/openid\/v1\/jwks → HTTP 503: /)
+    assert.match(unexpected.fix, /the issuer flags are not the cause/)
+    cluster.api.clearFaults()
+    cluster.api.fault({ path: '/.well-known/openid-configuration', destroy: 'before-headers' })
+    const dropped = oidcLines((await doctor(cluster)).stdout)
+    assert.match(dropped.detail, /^GET \/\.well-known\/openid-configuration: no answer \(/)
+    assert.match(dropped.fix, /server address, the network/)
+  })
+
+  test('the JWKS is asked for as application/jwk-set+json, the one type kube-apiserver serves it as', async () => {
+    const run = await doctor(cluster)
+    assert.equal(results(run.stdout).get('OIDC discovery'), '✔')
+    const accept = (path: string) =>
+      cluster.api.requests.find((r) => r.path === path)?.headers.accept ?? ''
+    assert.match(accept('/openid/v1/jwks'), /^application\/jwk-set\+json\b/)
+    assert.equal(accept('/.well-known/openid-configuration'), 'application/json')
   })
 })
 

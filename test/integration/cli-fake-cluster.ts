@@ -183,8 +183,15 @@ async function createPod(cluster: FakeCluster, serviceAccounts: Json[], req: Rec
     },
   }
   const result = await admit(review, serviceAccounts)
-  if (result.status !== 200)
-    return kubeStatus(500, `failed calling webhook "irsa.vultr.com": HTTP ${result.status}`)
+  if (result.status !== 200) {
+    // The webhook's Status body reaches the user through the dispatcher (failurePolicy Fail) as
+    // apiserver pkg/admission/plugin/webhook/mutating/dispatcher.go + pkg/util/webhook/error.go word it.
+    return kubeStatus(
+      500,
+      'Internal error occurred: failed calling webhook "irsa.vultr.com": failed to call webhook: ' +
+        String(result.body?.message),
+    )
+  }
   const response = result.body.response as { allowed: boolean; status?: { message?: string } }
   if (!response.allowed) {
     return kubeStatus(
@@ -197,21 +204,9 @@ async function createPod(cluster: FakeCluster, serviceAccounts: Json[], req: Rec
 
 function routeOidc(cluster: FakeCluster): void {
   const { api, oidc } = cluster
-  const unavailable = () => kubeStatus(404, 'the server could not find the requested resource')
-  api.route('GET', '/.well-known/openid-configuration', () =>
-    oidc.up
-      ? {
-          status: 200,
-          body: {
-            issuer: oidc.issuer,
-            jwks_uri: oidc.jwksUri,
-            response_types_supported: ['id_token'],
-          },
-        }
-      : unavailable(),
-  )
-  api.route('GET', '/openid/v1/jwks', () =>
-    oidc.up ? { status: 200, body: { keys: oidc.keys } } : unavailable(),
+  // The fake answers both discovery paths as kube-apiserver does, content negotiation and 404 included.
+  api.serveOpenIdMetadata(() =>
+    oidc.up ? { issuer: oidc.issuer, jwksUri: oidc.jwksUri, keys: oidc.keys } : undefined,
   )
   api.route(
     'POST',

@@ -104,12 +104,20 @@ describe('irsa-webhook oidc-issuer', () => {
     )
   })
 
-  test('fails (exit 1) when discovery is not served or the JWKS has no RSA key', async () => {
+  test('fails (exit 1) when discovery is not served, is forbidden, or the JWKS has no RSA key', async () => {
     cluster.oidc.up = false
     const down = await issuer()
     assert.equal(down.code, 1)
     assert.match(down.stderr, /GET \/\.well-known\/openid-configuration → HTTP 404/)
     cluster.oidc.up = true
+    cluster.api.forbid('/openid/v1/jwks')
+    const denied = await issuer()
+    cluster.api.clearForbidden()
+    assert.equal(denied.code, 1)
+    assert.equal(
+      denied.stderr,
+      'irsa-webhook oidc-issuer: GET /openid/v1/jwks → HTTP 403: forbidden: User "fake-user" cannot get path "/openid/v1/jwks"\n',
+    )
     cluster.oidc.keys.splice(0, 1, { kid: 'ec-1', kty: 'EC', use: 'sig' })
     const noRsa = await issuer()
     assert.equal(noRsa.code, 1)

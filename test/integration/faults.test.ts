@@ -14,6 +14,7 @@ import { after, before, describe, it } from 'node:test'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
 import { type ChildServer, poll, spawnServer } from '../support/process.ts'
+import { assertFailureStatus } from '../support/webhook.ts'
 
 const REVIEW = loadJson('admission/pod-irsa-single-container.json')
 const SA_PATH = /\/serviceaccounts\/irsa-sa$/
@@ -121,9 +122,14 @@ async function assertMutated(): Promise<void> {
 async function assertLookupFailed(reason: RegExp, unlike?: RegExp): Promise<void> {
   const { status, body } = await review()
   assert.equal(status, 500, JSON.stringify(body))
-  assert.match(String(body['error']), /looking up ServiceAccount e2e-cf073f76\/irsa-sa failed/)
-  assert.match(String(body['error']), reason)
-  if (unlike !== undefined) assert.doesNotMatch(String(body['error']), unlike)
+  const message = assertFailureStatus(
+    body,
+    500,
+    'InternalError',
+    /looking up ServiceAccount e2e-cf073f76\/irsa-sa failed/,
+  )
+  assert.match(message, reason)
+  if (unlike !== undefined) assert.doesNotMatch(message, unlike)
 }
 
 /** A dropped connection is reported as such: not as an HTTP status, not as our own deadline. */

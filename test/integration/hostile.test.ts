@@ -8,7 +8,7 @@ import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { type RunningServer, startServer } from '../../function/server.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { createTestApp, memoryLogger } from '../support/webhook.ts'
+import { assertFailureStatus, createTestApp, memoryLogger } from '../support/webhook.ts'
 
 const LIMIT = 1024 * 1024
 const GOOD = loadJson('admission/pod-irsa-single-container.json')
@@ -29,6 +29,12 @@ before(async () => {
   })
 })
 after(() => server.close(1000))
+
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  413: 'RequestEntityTooLarge',
+  415: 'UnsupportedMediaType',
+}
 
 interface Answer {
   status: number
@@ -80,8 +86,7 @@ async function assertStillServes(): Promise<void> {
 
 async function assertRejected(answer: Answer, status: number, message: RegExp): Promise<void> {
   assert.equal(answer.status, status, answer.body)
-  const body = JSON.parse(answer.body) as { error: string }
-  assert.match(body.error, message)
+  assertFailureStatus(JSON.parse(answer.body), status, REASONS[status] ?? '', message)
   await assertStillServes()
 }
 

@@ -6,6 +6,25 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import {
+  alreadyExists,
+  bookmarkEvent,
+  conflict,
+  dryRunProblem,
+  failure,
+  forbidden,
+  invalid,
+  isDryRun,
+  JWKS_PATH,
+  noSuchPath,
+  notFound as notFoundStatus,
+  OPENID_CONFIGURATION_PATH,
+  type OpenIdMetadata,
+  openIdMetadataReply,
+  requestInfo,
+  tooManyRequests,
+  withLabelSelector,
+} from './kube-apiserver-wire.ts'
 import { createTestCertificates } from './tls.ts'
 
 export interface RecordedRequest {
@@ -34,6 +53,10 @@ export interface Fault {
 export interface Reply {
   status: number
   body: unknown
+  /** Extra or replacing headers (default content type: application/json). */
+  headers?: Record<string, string>
+  /** Written as is instead of the JSON body (plain-text answers such as the 429 limiter's). */
+  raw?: string
 }
 
 export type RouteHandler = (req: RecordedRequest) => Reply | Promise<Reply>
@@ -48,6 +71,12 @@ export interface FakeKubeApi {
   route(method: string, path: RegExp | string, handler: RouteHandler): void
   fault(f: Fault): void
   clearFaults(): void
+  /** Serves the OIDC discovery endpoints from `source` (undefined: not installed, 404) with content negotiation. */
+  serveOpenIdMetadata(source: () => OpenIdMetadata | undefined): void
+  /** Answers matching requests with the authorizer's 403 for the kubeconfig's user ({@link FAKE_USER}). */
+  forbid(path: RegExp | string, method?: string): void
+  /** Drops every `forbid` rule. */
+  clearForbidden(): void
   close(): Promise<void>
   /** The CA that signed the server certificate (TLS only), for plain HTTPS clients. */
   caPem: string | undefined
@@ -56,6 +85,8 @@ export interface FakeKubeApi {
 export interface FakeKubeApiOptions {
   tls?: boolean
   serviceAccounts?: object[]
+  /** How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK (the watch cache's is a minute). */
+  bookmarkIntervalMs?: number
 }
 
 interface Metadata {
@@ -91,6 +122,9 @@ interface Watcher {
 /** The bearer token every request must carry (it is the user's token in the kubeconfig). */
 export const FAKE_TOKEN = 'fake-token'
 
+/** The user that token authenticates as (named in 403 messages). */
+export const FAKE_USER = 'fake-user'
+
 /** How many watch events are kept for resuming watches; older resourceVersions get 410 Gone. */
 const EVENT_LOG_LIMIT = 1000
 
@@ -112,15 +146,7 @@ const REASONS: Record<number, string> = {
 /** A Kubernetes `Status` failure object, as the real apiserver sends it. */
 export function kubeStatus(code: number, message: string, details?: object): Reply {
   const reason = REASONS[code] ?? (code >= 500 ? 'InternalError' : 'BadRequest')
-  const body = {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason,
-  }
-  return { status: code, body: { ...body, ...(details ? { details } : {}), code } }
+  return failure(code, reason, message, details as Record<string, unknown> | undefined)
 }
 
 function notFound(resource: string, name: string): Reply {
@@ -172,9 +198,10 @@ async function readRequest(req: IncomingMessage): Promise<RecordedRequest> {
 }
 
 function send(res: ServerResponse, reply: Reply, truncate = false): void {
-  const json = JSON.stringify(reply.body)
+  const json = reply.raw ?? JSON.stringify(reply.body)
   res.writeHead(reply.status, {
     'content-type': 'application/json',
+    ...reply.headers,
     'content-length': Buffer.byteLength(json),
   })
   if (truncate) {
@@ -228,10 +255,65 @@ current-context: fake
 const RESOURCE_PATH = /^\/(?:api\/v1|apis\/[^/]+\/[^/]+)(?:\/namespaces\/[^/]+)?\/([^/]+)\/([^/]+)$/
 const NAMESPACED_COLLECTION = /\/namespaces\/([^/]+)\/[^/]+$/
 
-function notFoundFor(path: string): Reply {
-  const resource = RESOURCE_PATH.exec(path)
-  if (resource?.[1] && resource[2]) return notFound(resource[1], resource[2])
-  return kubeStatus(404, 'the server could not find the requested resource', {})
+/** A missing object (`<resource>[.<group>] "<name>" not found`), or a path nothing serves. */
+function notFoundFor(rec: RecordedRequest): Reply {
+  const info = requestInfo(rec)
+  if (RESOURCE_PATH.test(rec.path) && info.name !== '') return notFoundStatus(info)
+  return noSuchPath()
+}
+
+/**
+ * The body an injected status fault answers with: what kube-apiserver sends for that status on that request
+ * (test/support/kube-apiserver-wire.ts) — 403 from the authorizer, 404 NotFound, 409 Conflict (AlreadyExists for a
+ * create), 422 Invalid, 429 from the in-flight limiter as plain text; any other status a generic Status.
+ */
+function faultReply(status: number, rec: RecordedRequest): Reply {
+  const info = requestInfo(rec)
+  switch (status) {
+    case 403:
+      return forbidden(info, FAKE_USER)
+    case 404:
+      return info.resourceRequest && info.name !== '' ? notFoundStatus(info) : noSuchPath()
+    case 409:
+      return rec.method === 'POST' ? alreadyExists(info, bodyIdentity(rec).name) : conflict(info)
+    case 422: {
+      const { name, kind } = bodyIdentity(rec)
+      return invalid(kind || info.resource, info.apiGroup, info.name || name, [
+        {
+          type: 'FieldValueInvalid',
+          field: 'metadata',
+          body: 'Invalid value: "fake-kube-api": injected fault',
+        },
+      ])
+    }
+    case 429:
+      return tooManyRequests()
+    default:
+      return kubeStatus(status, `fake-kube-api: injected ${status} for ${rec.method} ${rec.path}`)
+  }
+}
+
+/** `metadata.name` and `kind` of a request's JSON body ('' when absent). */
+function bodyIdentity(rec: RecordedRequest): { name: string; kind: string } {
+  try {
+    const body = JSON.parse(rec.body) as { kind?: unknown; metadata?: { name?: unknown } }
+    const name = body.metadata?.name
+    return {
+      name: typeof name === 'string' ? name : '',
+      kind: typeof body.kind === 'string' ? body.kind : '',
+    }
+  } catch {
+    return { name: '', kind: '' }
+  }
+}
+
+/** The 5 characters the API server appends to a generateName (apiserver pkg/storage/names/generate.go). */
+function randomSuffix(): string {
+  const alphabet = 'bcdfghjklmnpqrstvwxz2456789'
+  return Array.from(
+    { length: 5 },
+    () => alphabet[Math.floor(Math.random() * alphabet.length)],
+  ).join('')
 }
 
 function listBody(kind: string, apiVersion: string, rv: number, items: KubeObject[]): object {
@@ -273,14 +355,17 @@ class FakeKubeApiServer implements FakeKubeApi {
   readonly #serviceAccounts = new Map<string, KubeObject>()
   readonly #collections = new Map<string, Map<string, KubeObject>>()
   readonly #routes: Route[] = []
+  readonly #forbidden: Array<{ path: RegExp | string; method: string | undefined }> = []
+  readonly #bookmarkIntervalMs: number
   #faults: ActiveFault[] = []
   #events: WatchEvent[] = []
   #compactedRv = 0
   #rv = 0
   #closed: Promise<void> | undefined
 
-  constructor(certs: Certificates | undefined) {
+  constructor(certs: Certificates | undefined, bookmarkIntervalMs = 60_000) {
     this.#certs = certs
+    this.#bookmarkIntervalMs = bookmarkIntervalMs
     this.caPem = certs?.caPem
     const onRequest = (req: IncomingMessage, res: ServerResponse) => {
       this.#handle(req, res).catch((error: unknown) => this.#fail(res, error))
@@ -414,6 +499,11 @@ class FakeKubeApiServer implements FakeKubeApi {
       send(res, kubeStatus(401, 'Unauthorized'), truncate)
       return
     }
+    const refused = this.#refusal(rec)
+    if (refused) {
+      send(res, refused, truncate)
+      return
+    }
     const route = this.#routes.find((r) => r.method === rec.method && matches(r.path, rec.path))
     if (route) {
       send(res, await route.handler(rec), truncate)
@@ -453,8 +543,7 @@ class FakeKubeApiServer implements FakeKubeApi {
       return false
     }
     if (fault.status === undefined) return true
-    const message = `fake-kube-api: injected ${fault.status} for ${rec.method} ${rec.path}`
-    send(res, kubeStatus(fault.status, message), fault.destroy === 'mid-body')
+    send(res, faultReply(fault.status, rec), fault.destroy === 'mid-body')
     return false
   }
 
@@ -465,12 +554,14 @@ class FakeKubeApiServer implements FakeKubeApi {
   }
 
   #resolve(rec: RecordedRequest): Reply {
+    const created = rec.method === 'POST' ? this.#create(rec) : undefined
+    if (created) return created
     const reply = this.#serviceAccountReply(rec.path) ?? this.#collectionReply(rec.path)
-    if (!reply) return notFoundFor(rec.path)
+    if (!reply) return notFoundFor(rec)
     if (rec.method !== 'GET') {
       return kubeStatus(405, 'the server does not allow this method on the requested resource')
     }
-    return reply
+    return withLabelSelector(reply, rec.query.get('labelSelector'))
   }
 
   #serviceAccountReply(path: string): Reply | undefined {
@@ -531,7 +622,10 @@ class FakeKubeApiServer implements FakeKubeApi {
     })
     const seconds = Number(rec.query.get('timeoutSeconds') ?? '0')
     if (seconds > 0) watcher.timer = setTimeout(() => res.end(), seconds * 1000)
-    for (const [type, object] of this.#backlog(since, namespace)) writeEvent(res, type, object)
+    const initial = rec.query.get('sendInitialEvents') === 'true'
+    const backlog = initial ? this.#backlog('', namespace) : this.#backlog(since, namespace)
+    for (const [type, object] of backlog) writeEvent(res, type, object)
+    if (rec.query.get('allowWatchBookmarks') === 'true') this.#bookmarks(res, seconds, initial)
   }
 
   /** Events a new watch starts with: newer than `since`, or the whole current state as ADDED. */
@@ -544,6 +638,111 @@ class FakeKubeApiServer implements FakeKubeApi {
       .filter((e) => namespace === undefined || e.object.metadata.namespace === namespace)
       .map((e) => [e.type, e.object])
   }
+
+  // ---- kube-apiserver behaviours beyond reads (test/support/kube-apiserver-wire.ts cites each source) ----
+  // Not modelled (no caller needs them yet): fieldSelector, labelSelector on watches, PUT/PATCH/DELETE of stored
+  // objects, and the random 30-60 min end the real server gives a watch sent without timeoutSeconds
+  // (--min-request-timeout 1800 s, apiserver pkg/endpoints/handlers/get.go); here it stays open until closed.
+
+  serveOpenIdMetadata(source: () => OpenIdMetadata | undefined): void {
+    for (const path of [OPENID_CONFIGURATION_PATH, JWKS_PATH]) {
+      this.route('GET', path, (rec) =>
+        openIdMetadataReply({ ...rec, accept: rec.headers.accept }, source()),
+      )
+    }
+  }
+
+  forbid(path: RegExp | string, method?: string): void {
+    this.#forbidden.push({ path, method: method?.toUpperCase() })
+  }
+
+  clearForbidden(): void {
+    this.#forbidden.length = 0
+  }
+
+  /** Answers decided before any handler: RBAC denials (authorization filter), then invalid write options. */
+  #refusal(rec: RecordedRequest): Reply | undefined {
+    const denied = this.#forbidden.some(
+      (rule) =>
+        (rule.method === undefined || rule.method === rec.method) && matches(rule.path, rec.path),
+    )
+    if (denied) return forbidden(requestInfo(rec), FAKE_USER)
+    return dryRunProblem(rec)
+  }
+
+  /**
+   * POST to a collection the fake holds: 201 with the stored object; 409 AlreadyExists for a taken name; 422 when
+   * the object has neither name nor generateName (apimachinery pkg/api/validation/objectmeta.go); with
+   * `?dryRun=All` the answer is the same object but nothing is stored and it has no resourceVersion (apiserver
+   * pkg/registry/generic/registry/dryrun.go returns the would-be object without writing it). Undefined when the path
+   * is not a collection the fake knows.
+   */
+  #create(rec: RecordedRequest): Reply | undefined {
+    const serviceAccounts = SA_NAMESPACED.exec(rec.path)
+    const collection = this.#collections.get(rec.path)
+    if (!serviceAccounts && !collection) return undefined
+    const info = requestInfo(rec)
+    let item: Partial<KubeObject>
+    try {
+      item = JSON.parse(rec.body) as Partial<KubeObject>
+    } catch (error) {
+      return kubeStatus(400, `error decoding request body: ${(error as Error).message}`)
+    }
+    const meta = (item.metadata ?? {}) as Partial<Metadata> & { generateName?: string }
+    const name = meta.name ?? (meta.generateName ? `${meta.generateName}${randomSuffix()}` : '')
+    if (name === '') {
+      const kind = item.kind ?? info.resource
+      return invalid(kind, info.apiGroup, '', [
+        {
+          type: 'FieldValueRequired',
+          field: 'metadata.name',
+          body: 'Required value: name or generateName is required',
+        },
+      ])
+    }
+    const exists = serviceAccounts
+      ? this.#serviceAccounts.has(`${info.namespace}/${name}`)
+      : collection?.has(name)
+    if (exists) return alreadyExists(info, name)
+    const object = { ...item, metadata: { ...meta, name } }
+    if (isDryRun(rec)) {
+      const metadata = {
+        ...object.metadata,
+        ...(info.namespace === '' ? {} : { namespace: info.namespace }),
+        uid: randomUUID(),
+        creationTimestamp: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
+      }
+      return { status: 201, body: { ...object, metadata } }
+    }
+    if (serviceAccounts) {
+      this.setServiceAccount({
+        ...object,
+        metadata: { ...object.metadata, namespace: info.namespace },
+      })
+      return { status: 201, body: this.#serviceAccounts.get(`${info.namespace}/${name}`) }
+    }
+    this.putObject(rec.path, object)
+    return { status: 201, body: this.#collections.get(rec.path)?.get(name) }
+  }
+
+  /**
+   * BOOKMARKs for a watch that allows them (apiserver pkg/storage/cacher/cacher.go): one ending the initial events
+   * when they were asked for (`sendInitialEvents=true`), then every `bookmarkIntervalMs` (the cache's minute), and
+   * one 2 s before `timeoutSeconds` ends the watch.
+   */
+  #bookmarks(res: ServerResponse, timeoutSeconds: number, initial: boolean): void {
+    const bookmark = (end = false) => {
+      if (!res.writableEnded)
+        res.write(`${JSON.stringify(bookmarkEvent('ServiceAccount', 'v1', this.#rv, end))}\n`)
+    }
+    if (initial) bookmark(true)
+    const every = setInterval(bookmark, this.#bookmarkIntervalMs)
+    const timers: NodeJS.Timeout[] = [every]
+    if (timeoutSeconds > 2) timers.push(setTimeout(bookmark, timeoutSeconds * 1000 - 2000))
+    res.once('close', () => {
+      for (const timer of timers) clearTimeout(timer)
+    })
+  }
 }
 
 /**
@@ -555,7 +754,7 @@ export async function startFakeKubeApi(options: FakeKubeApiOptions = {}): Promis
   const certs = options.tls
     ? createTestCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
     : undefined
-  const api = new FakeKubeApiServer(certs)
+  const api = new FakeKubeApiServer(certs, options.bookmarkIntervalMs)
   for (const sa of options.serviceAccounts ?? []) api.setServiceAccount(sa)
   await api.listen()
   return api

@@ -4,6 +4,7 @@
  * @module
  */
 
+import assert from 'node:assert/strict'
 import type { Operation } from 'fast-json-patch'
 import fastJsonPatch from 'fast-json-patch'
 import { createApp } from '../../function/app.ts'
@@ -79,4 +80,33 @@ export async function admit(
   const patch = response.status === 200 ? decodePatch(body.response) : []
   const object = (review as { request?: { object?: unknown } }).request?.object
   return { status: response.status, body, patch, mutatedPod: applyPatch(object, patch) }
+}
+
+/**
+ * Asserts that `body` is exactly a `metav1.Status` failure as kube-apiserver reads and writes it (apimachinery
+ * pkg/apis/meta/v1 types.go `Status`): kind, apiVersion, empty metadata, status Failure, `reason`, `code`, a message
+ * equal to (string) or matching (RegExp) `message`, and `details` only when given. Returns the message.
+ */
+export function assertFailureStatus(
+  body: unknown,
+  code: number,
+  reason: string,
+  message: RegExp | string,
+  details?: object,
+): string {
+  const text = (body as { message?: unknown } | null)?.message
+  assert.equal(typeof text, 'string', `no message in ${JSON.stringify(body)}`)
+  if (typeof message === 'string') assert.equal(text, message)
+  else assert.match(text as string, message)
+  assert.deepEqual(body, {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: text,
+    reason,
+    ...(details === undefined ? {} : { details }),
+    code,
+  })
+  return text as string
 }

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test'
 import type { Lookup, ServiceAccountSource } from '../../function/review-pod.ts'
 import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
 import { loadJson, podReview } from '../support/fixtures.ts'
-import { createTestApp, decodePatch } from '../support/webhook.ts'
+import { assertFailureStatus, createTestApp, decodePatch } from '../support/webhook.ts'
 
 const irsaSa = loadJson('admission/serviceaccount-irsa-sa.json')
 const single = () => loadJson('admission/pod-irsa-single-container.json')
@@ -172,8 +172,9 @@ describe('POST /mutate bad input', () => {
         testCase.type === undefined ? {} : { type: testCase.type },
       )
       assert.equal(response.status, testCase.status)
-      const body = await response.json()
-      assert.match(body.error, testCase.message)
+      assert.match(response.headers.get('content-type') ?? '', /^application\/json/)
+      const reason = testCase.status === 415 ? 'UnsupportedMediaType' : 'BadRequest'
+      assertFailureStatus(await response.json(), testCase.status, reason, testCase.message)
     })
   }
 
@@ -183,7 +184,12 @@ describe('POST /mutate bad input', () => {
     review.request.object.metadata.annotations = { big: 'x'.repeat(4096) }
     const response = await post(app, review)
     assert.equal(response.status, 413)
-    assert.match((await response.json()).error, /exceeds the limit of 2048 bytes/)
+    assertFailureStatus(
+      await response.json(),
+      413,
+      'RequestEntityTooLarge',
+      /exceeds the limit of 2048 bytes/,
+    )
   })
 })
 
@@ -195,8 +201,10 @@ describe('ServiceAccount lookup failures', () => {
     const { app, metrics } = build({ source })
     const response = await post(app, single())
     assert.equal(response.status, 500)
-    assert.match(
-      (await response.json()).error,
+    assertFailureStatus(
+      await response.json(),
+      500,
+      'InternalError',
       /e2e-cf073f76\/irsa-sa failed: Kubernetes API answered HTTP 403/,
     )
     assert.match(
@@ -221,7 +229,7 @@ describe('ServiceAccount lookup failures', () => {
     const { app } = build({ source })
     const response = await post(app, single(), { path: '/mutate?timeout=1s' })
     assert.equal(response.status, 500)
-    assert.match((await response.json()).error, /deadline exceeded/)
+    assertFailureStatus(await response.json(), 500, 'InternalError', /deadline exceeded/)
     assert.equal(seen?.aborted, true)
   })
 })
@@ -262,6 +270,41 @@ describe('path secret', () => {
     const response = await post(app, single(), { path: `/mutate/${token}?timeout=10s` })
     assert.equal(response.status, 200)
     assert.equal((await response.json()).response.patchType, 'JSONPatch')
+  })
+
+  it('answers a wrong token with a NotFound Status that does not echo the token', async () => {
+    const { app } = build({ env: { MUTATE_PATH_TOKEN: token } })
+    const response = await post(app, single(), { path: `/mutate/${'b'.repeat(32)}` })
+    assert.equal(response.status, 404)
+    const message = assertFailureStatus(await response.json(), 404, 'NotFound', /^not found$/)
+    assert.doesNotMatch(message, /b{32}/)
+  })
+})
+
+describe('error bodies kube-apiserver can read', () => {
+  it('answers an unknown path with a NotFound Status naming the method and path', async () => {
+    const response = await post(build().app, single(), { path: '/mutatex' })
+    assert.equal(response.status, 404)
+    assertFailureStatus(await response.json(), 404, 'NotFound', /^no route for POST \/mutatex$/)
+  })
+
+  it('answers an unexpected exception with an InternalError Status that hides its text', async () => {
+    const source: ServiceAccountSource = {
+      get: async () => {
+        throw new Error('secret detail')
+      },
+    }
+    const { app, logger } = build({ source })
+    const response = await post(app, single())
+    assert.equal(response.status, 500)
+    assertFailureStatus(await response.json(), 500, 'InternalError', /^internal error$/)
+    assert.equal(logger.lines.at(-1)?.level, 'error')
+  })
+
+  it('leaves health and readiness answers as plain text', async () => {
+    const response = await build({ ready: false }).app.request('/readyz')
+    assert.equal(response.status, 503)
+    assert.equal(await response.text(), 'not ready')
   })
 })
 
