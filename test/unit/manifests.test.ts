@@ -173,7 +173,7 @@ describe('Dockerfile', () => {
     const cmd = /^CMD (\[.*\])$/m.exec(lastStage)?.[1]
     assert.deepEqual(JSON.parse(cmd ?? 'null'), String(get(pkg, 'scripts.start')).split(' '))
     assert.match(lastStage, /^USER 65532:65532$/m)
-    assert.match(lastStage, /^COPY --from=build .*\/dist\/ /m)
+    assert.match(lastStage, /^COPY --from=target-node .*\/dist\/ /m)
     assert.doesNotMatch(lastStage, /node_modules/, 'the bundle needs no node_modules')
   })
 })
