@@ -5,8 +5,14 @@
  * The image and `npm start` run exactly this file.
  * @module
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { build } from 'esbuild'
+
+const { version } = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+) as {
+  version: string
+}
 
 const outdir = new URL('../dist/', import.meta.url)
 rmSync(outdir, { recursive: true, force: true })
@@ -30,6 +36,8 @@ const result = await build({
   legalComments: 'linked',
   metafile: true,
   logLevel: 'warning',
+  // The release version (function/version.ts), inlined: the bundle needs no package.json at run time.
+  define: { IRSA_WEBHOOK_VERSION: JSON.stringify(version) },
   // Some dependencies are CommonJS and call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
@@ -39,5 +47,5 @@ const result = await build({
 writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
 const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0)
 console.log(
-  `built dist/handler.js in ${Math.round(performance.now() - started)} ms (${(bytes / 1024 / 1024).toFixed(1)} MiB with map)`,
+  `built dist/handler.js ${version} in ${Math.round(performance.now() - started)} ms (${(bytes / 1024 / 1024).toFixed(1)} MiB with map)`,
 )
