@@ -7,12 +7,12 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { configSchema, listenPort, loadConfig, serveMode } from '../../function/config.ts'
 import { ROUTES } from '../../function/names.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
+import { renderKustomization } from '../../scripts/release-manifests.ts'
 
 export const root = join(import.meta.dirname, '..', '..')
 export type Doc = Record<string, unknown>
@@ -353,20 +353,9 @@ export function scriptGateway(): string {
   return match?.[1] ?? ''
 }
 
-/** Renders `kustomization` in a scratch copy of deploy/ and knative/ (kustomize refuses absolute paths). */
-export function renderWith(kustomization: string, files: Record<string, string> = {}): Doc[] {
-  const scratch = mkdtempSync(join(tmpdir(), 'irsa-kustomize-'))
-  try {
-    for (const dir of ['deploy', 'knative'])
-      cpSync(join(root, dir), join(scratch, dir), { recursive: true })
-    for (const [file, text] of Object.entries(files)) writeFileSync(join(scratch, file), text)
-    cpSync(join(root, 'generate-certs.sh'), join(scratch, 'generate-certs.sh'))
-    writeFileSync(join(scratch, 'kustomization.yaml'), kustomization)
-    return render(scratch)
-  } finally {
-    rmSync(scratch, { recursive: true, force: true })
-  }
-}
+/** Renders `kustomization` in a scratch copy of deploy/ and knative/ (the release script's own renderer). */
+export const renderWith = (kustomization: string, files: Record<string, string> = {}): Doc[] =>
+  parse(renderKustomization(kustomization, files))
 
 export const rbacOf = (docs: Doc[]) =>
   docs.filter((doc) =>
