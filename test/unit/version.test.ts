@@ -12,6 +12,7 @@ import { describe, test } from 'node:test'
 import { DockerfileParser } from 'dockerfile-ast'
 import { createMetrics } from '../../function/metrics.ts'
 import { VERSION } from '../../function/version.ts'
+import { releaseNotes } from '../../scripts/release-notes.ts'
 import {
   type Doc,
   get,
@@ -83,12 +84,19 @@ describe(`the release version (package.json: ${version})`, () => {
     }
   })
 
-  test('has its section in CHANGELOG.md (the release notes of its GitHub release)', () => {
-    const changelog = readFileSync(join(ROOT, 'CHANGELOG.md'), 'utf8')
+  test('has a dated section in CHANGELOG.md (the notes of its GitHub release)', () => {
+    const notes = releaseNotes(readFileSync(join(ROOT, 'CHANGELOG.md'), 'utf8'), version)
     assert.match(
-      changelog,
-      new RegExp(`^## \\[${version.replaceAll('.', '\\.')}\\] - \\d{4}-\\d{2}-\\d{2}$`, 'm'),
+      notes ?? '',
+      new RegExp(`^## \\[${version.replaceAll('.', '\\.')}\\] - \\d{4}-\\d{2}-\\d{2}\n`),
     )
+    assert.match(notes ?? '', /^### Added$/m)
+    assert.equal(releaseNotes('# Changelog\n\n## [Unreleased]\n', version), undefined)
+    const printed = execFileSync(process.execPath, ['scripts/release-notes.ts', version], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    })
+    assert.equal(printed, `${notes?.trim()}\n`)
   })
 })
 
