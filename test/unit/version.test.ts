@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { DockerfileParser } from 'dockerfile-ast'
@@ -113,5 +114,43 @@ describe(`${VERSION_LABEL} on every object of every kustomization`, { skip: noKu
         'MUTATE_PATH_TOKEN=path-token-0123456789abcdef\n',
     })
     assertLabelled(docs, 'deploy + path-token')
+  })
+})
+
+describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
+  skip: noKubectl,
+}, () => {
+  test('writes the new version into the Dockerfile and every manifest copy, and nothing is left behind', () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'irsa-sync-version-'))
+    try {
+      for (const path of ['Dockerfile', 'deploy', 'knative'])
+        cpSync(join(ROOT, path), join(scratch, path), { recursive: true })
+      const next = '9.8.7-rc.1'
+      writeFileSync(join(scratch, 'package.json'), JSON.stringify({ version: next }))
+      const sync = () =>
+        execFileSync(process.execPath, ['scripts/sync-version.ts', '--root', scratch], {
+          cwd: ROOT,
+          encoding: 'utf8',
+          stdio: 'pipe',
+        })
+      assert.match(sync(), /^Dockerfile: 9\.8\.7-rc\.1$/m)
+      const dockerfile = readFileSync(join(scratch, 'Dockerfile'), 'utf8')
+      assert.match(dockerfile, /^ARG VERSION=9\.8\.7-rc\.1$/m)
+      for (const dir of kustomizations) {
+        const docs = render(join(scratch, dir))
+        assert.ok(docs.length > 0)
+        for (const doc of docs) {
+          const labels = get(doc, 'metadata.labels') as Record<string, string>
+          assert.equal(labels[VERSION_LABEL], next, `${dir}: ${doc['kind']}`)
+        }
+        for (const image of docs.flatMap((doc) => list(doc, 'spec.template.spec.containers')))
+          assert.equal(image['image'], `registry.example.com/irsa-webhook:${next}`)
+      }
+      assert.equal(sync(), '', 'a second run changes nothing')
+      writeFileSync(join(scratch, 'Dockerfile'), dockerfile.replace(/^ARG VERSION=.*$/m, ''))
+      assert.throws(sync, /Dockerfile: no line matches/)
+    } finally {
+      rmSync(scratch, { recursive: true, force: true })
+    }
   })
 })
