@@ -20,6 +20,7 @@ import {
   inClusterFetcher,
   type ManagedServiceAccountSource,
 } from './function/service-accounts.ts'
+import { VERSION } from './function/version.ts'
 
 const DEV_SERVICE_ACCOUNTS = new URL('./examples/service-accounts.yaml', import.meta.url)
 
@@ -116,6 +117,7 @@ async function main(): Promise<void> {
   })
   log.info(
     {
+      version: VERSION,
       port: running.port,
       mode,
       serviceAccounts: description,

@@ -2,7 +2,15 @@
  * Prometheus metrics, on a registry owned by the caller (no globals, so tests and processes never share state).
  * @module
  */
-import { Counter, collectDefaultMetrics, Histogram, type Metric, Registry } from 'prom-client'
+import {
+  Counter,
+  collectDefaultMetrics,
+  Gauge,
+  Histogram,
+  type Metric,
+  Registry,
+} from 'prom-client'
+import { VERSION } from './version.ts'
 
 export interface Metrics {
   readonly registry: Registry
@@ -102,6 +110,19 @@ export class OutcomeHistogram {
   }
 }
 
+/**
+ * `irsa_webhook_build_info{version,node} 1`: which release and which Node runs, for dashboards and alerts
+ * (e.g. `count by (version) (irsa_webhook_build_info)` during a rollout).
+ */
+function addBuildInfo(registry: Registry): void {
+  new Gauge({
+    name: 'irsa_webhook_build_info',
+    help: 'The running release (package.json version) and Node version; always 1',
+    labelNames: ['version', 'node'],
+    registers: [registry],
+  }).set({ version: VERSION, node: process.version }, 1)
+}
+
 /** Creates the webhook's metrics on a fresh registry; `processMetrics` adds Node's default process metrics. */
 export function createMetrics(options: { processMetrics?: boolean } = {}): Metrics {
   const registry = new Registry()
@@ -124,6 +145,7 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
       for (const [outcome, count] of requestDuration.counts()) this.inc({ outcome }, count)
     },
   })
+  addBuildInfo(registry)
   const cacheCounts = { hit: 0, miss: 0 }
   new Counter({
     name: 'irsa_webhook_sa_cache_total',

@@ -9,8 +9,14 @@
  * CronJob runs `node dist/cli.js audit …` in the webhook's image.
  * @module
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { type BuildOptions, build } from 'esbuild'
+
+const { version } = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+) as {
+  version: string
+}
 
 const outdir = new URL('../dist/', import.meta.url)
 rmSync(outdir, { recursive: true, force: true })
@@ -27,6 +33,8 @@ const common = {
   legalComments: 'linked',
   metafile: true,
   logLevel: 'warning',
+  // The release version (function/version.ts), inlined: the bundle needs no package.json at run time.
+  define: { IRSA_WEBHOOK_VERSION: JSON.stringify(version) },
   // Some dependencies are CommonJS and call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
@@ -58,5 +66,5 @@ const mib = (result: typeof server) =>
     1024
   ).toFixed(1)
 console.log(
-  `built dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
+  `built ${version}: dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
 )

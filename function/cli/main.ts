@@ -2,6 +2,8 @@
  * Command dispatch for `irsa-webhook <command>`: help, usage errors (exit 2) and unexpected failures (exit 1).
  * @module
  */
+
+import { VERSION } from '../version.ts'
 import { runDoctor } from './doctor.ts'
 import { EXIT, type Io, UsageError } from './io.ts'
 import { runMutate } from './mutate.ts'
@@ -28,7 +30,7 @@ ${Object.entries(COMMANDS)
   .map(([name, { summary }]) => `  ${name.padEnd(12)} ${summary}`)
   .join('\n')}
 
-Run irsa-webhook <command> --help for a command's options.`
+Run irsa-webhook <command> --help for a command's options; irsa-webhook --version prints the release.`
 
 /** Runs one command line; returns the exit code. */
 export async function runCli(argv: string[], io: Io): Promise<number> {
@@ -36,6 +38,10 @@ export async function runCli(argv: string[], io: Io): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     io.out(`${USAGE}\n`)
     return name === undefined ? EXIT.usage : EXIT.ok
+  }
+  if (name === '--version' || name === 'version') {
+    io.out(`${VERSION}\n`)
+    return EXIT.ok
   }
   const command = COMMANDS[name]
   if (command === undefined) {

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -143,6 +151,25 @@ describe('the esbuild bundles (dist/handler.js, dist/cli.js)', () => {
     assert.equal(mutated.code, 0, mutated.stderr)
     assert.match(mutated.stdout, /AWS_ROLE_ARN/)
     assert.deepEqual(mutated, await run('bin/irsa-webhook.ts', args))
+  })
+
+  it("carries package.json's version inlined: a copy of dist/ alone logs it and exports it as build_info", async (t) => {
+    const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      version: string
+    }
+    // Outside the repository: no package.json above the copy but dist/'s own {"type":"module"}.
+    const alone = join(dir, 'alone')
+    cpSync(join(ROOT, 'dist'), join(alone, 'dist'), { recursive: true })
+    const { server } = await startTimed(join(alone, 'dist/handler.js'))
+    t.after(() => server.stop())
+    assert.equal(server.logs.find((line) => line['msg'] === 'listening')?.['version'], version)
+    const metrics = await send({ port: server.port }, 'GET', '/metrics')
+    assert.ok(
+      metrics.text.includes(
+        `irsa_webhook_build_info{version="${version}",node="${process.version}"} 1\n`,
+      ),
+      metrics.text.slice(0, 400),
+    )
   })
 
   it('measures the unbundled handler.ts start-up for comparison (info only)', async (t) => {

@@ -1,0 +1,221 @@
+/**
+ * Renders the install bundles of a release from the kustomizations, with the image pinned:
+ *
+ *   npm run release:manifests -- --image ghcr.io/OWNER/irsa-webhook@sha256:<64 hex> [--out DIR] [--allow-tag]
+ *
+ * writes, to DIR (default `release/`), one plain YAML file per install path, for `kubectl apply -f URL`:
+ *
+ *   irsa-webhook-knative.yaml                 knative/                       scale-to-zero, failurePolicy Ignore
+ *   irsa-webhook-knative-production.yaml      knative/overlays/production    min-scale 1, failurePolicy Fail
+ *   irsa-webhook-classic.yaml                 deploy/                        2 HTTPS replicas, failurePolicy Fail
+ *   irsa-webhook-classic-cert-manager.yaml    deploy/overlays/cert-manager   the same, certificates by cert-manager
+ *
+ * and prints the certificate step each one still needs (generate-certs.sh, or none with cert-manager).
+ * The image must carry a digest (`name@sha256:…` or `name:tag@sha256:…`); a bare tag can be re-pushed, so it is
+ * refused unless `--allow-tag` (for a test cluster). Needs `kubectl` (its built-in kustomize; works offline).
+ *
+ * Exit codes: 0 bundles written; 1 rendering or writing failed (kubectl missing or failing); 2 bad command line
+ * (unknown option, malformed image reference, a tag without --allow-tag). The same codes as `irsa-webhook`.
+ * @module
+ */
+import { execFileSync } from 'node:child_process'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { parseQualifiedName } from '@swimlane/docker-reference'
+import { EXIT, UsageError } from '../function/cli/io.ts'
+import { parseYamlDocuments } from '../function/yaml.ts'
+
+const ROOT = resolve(import.meta.dirname, '..')
+/** The image name the kustomize bases write (their `images:` entry maps `irsa-webhook` to it). */
+export const BASE_IMAGE = 'registry.example.com/irsa-webhook'
+
+export interface Bundle {
+  /** The release asset's file name. */
+  readonly file: string
+  /** The kustomization it is rendered from, relative to the repository root. */
+  readonly kustomization: string
+  readonly summary: string
+  /** The certificate step left after `kubectl apply -f`, or undefined when there is none. */
+  readonly certificates: string | undefined
+}
+
+export const BUNDLES: readonly Bundle[] = [
+  {
+    file: 'irsa-webhook-knative.yaml',
+    kustomization: 'knative',
+    summary: 'Knative (Kourier YAML install), scale-to-zero, failurePolicy Ignore',
+    certificates: './generate-certs.sh --mode knative',
+  },
+  {
+    file: 'irsa-webhook-knative-production.yaml',
+    kustomization: 'knative/overlays/production',
+    summary: 'Knative (Kourier YAML install), min-scale 1, failurePolicy Fail',
+    certificates: './generate-certs.sh --mode knative',
+  },
+  {
+    file: 'irsa-webhook-classic.yaml',
+    kustomization: 'deploy',
+    summary: 'classic Deployment, 2 HTTPS replicas, failurePolicy Fail',
+    certificates: './generate-certs.sh --mode classic',
+  },
+  {
+    file: 'irsa-webhook-classic-cert-manager.yaml',
+    kustomization: 'deploy/overlays/cert-manager',
+    summary: 'classic Deployment, certificates issued by cert-manager (>= 1.0, cainjector enabled)',
+    certificates: undefined,
+  },
+]
+
+/** The pinned image: `name@digest`, or `name:tag` when a tag was allowed. */
+export interface PinnedImage {
+  readonly name: string
+  readonly digest: string | undefined
+  readonly tag: string | undefined
+  readonly ref: string
+}
+
+/** Parses REF (Docker's reference grammar, @swimlane/docker-reference); a UsageError says what is wrong. */
+export function pinImage(ref: string, allowTag: boolean): PinnedImage {
+  let parsed: ReturnType<typeof parseQualifiedName>
+  try {
+    parsed = parseQualifiedName(ref)
+  } catch (error) {
+    throw new UsageError(
+      `--image ${JSON.stringify(ref)} is not an image reference (${(error as Error).message}); expected REGISTRY/NAME@sha256:<64 hex digits>`,
+    )
+  }
+  const name = parsed.domain ? `${parsed.domain}/${parsed.repository}` : String(parsed.repository)
+  if (parsed.digest !== undefined)
+    return { name, digest: parsed.digest, tag: undefined, ref: `${name}@${parsed.digest}` }
+  if (parsed.tag === undefined)
+    throw new UsageError(
+      `--image ${JSON.stringify(ref)} has neither a digest nor a tag (it would mean :latest); expected ${name}@sha256:<64 hex digits>`,
+    )
+  if (!allowTag)
+    throw new UsageError(
+      `--image ${JSON.stringify(ref)} is pinned by tag only, and a tag can be pushed again; give the digest (${name}@sha256:<64 hex digits>), or --allow-tag for a test install`,
+    )
+  return { name, digest: undefined, tag: parsed.tag, ref: `${name}:${parsed.tag}` }
+}
+
+/**
+ * Renders `kustomization` (YAML text) with `kubectl kustomize` in a scratch copy of deploy/ and knative/
+ * (kustomize only loads files below the kustomization's root); `files` are written into the copy first.
+ */
+export function renderKustomization(
+  kustomization: string,
+  files: Readonly<Record<string, string>> = {},
+): string {
+  const scratch = mkdtempSync(join(tmpdir(), 'irsa-kustomize-'))
+  try {
+    for (const dir of ['deploy', 'knative'])
+      cpSync(join(ROOT, dir), join(scratch, dir), { recursive: true })
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(scratch, file), text)
+    writeFileSync(join(scratch, 'kustomization.yaml'), kustomization)
+    return execFileSync('kubectl', ['kustomize', scratch], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+  } finally {
+    rmSync(scratch, { recursive: true, force: true })
+  }
+}
+
+/** One bundle's YAML: the kustomization with the image replaced, under a header saying what it is. */
+export function renderBundle(bundle: Bundle, image: PinnedImage, version: string): string {
+  const pin = image.digest !== undefined ? `digest: ${image.digest}` : `newTag: "${image.tag}"`
+  const yaml = renderKustomization(
+    [
+      `resources: [${bundle.kustomization}]`,
+      'images:',
+      `  - name: ${BASE_IMAGE}`,
+      `    newName: ${image.name}`,
+      `    ${pin}`,
+      '',
+    ].join('\n'),
+  )
+  return [
+    `# irsa-webhook ${version}: ${bundle.summary}.`,
+    `# Rendered from ${bundle.kustomization}/ by npm run release:manifests; image ${image.ref}.`,
+    `# Install: kubectl apply -f ${bundle.file}`,
+    `# Then: ${bundle.certificates ?? 'nothing (cert-manager issues the certificate and injects caBundle)'}`,
+    yaml,
+  ].join('\n')
+}
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
+    .version
+}
+
+const USAGE = `Usage: npm run release:manifests -- --image REF [--out DIR] [--allow-tag]
+  --image REF     the published image, pinned by digest: REGISTRY/NAME@sha256:<64 hex digits>
+  --out DIR       where the bundles go (default release/)
+  --allow-tag     accept REGISTRY/NAME:TAG without a digest (test installs only)
+Exit codes: 0 written, 1 rendering failed, 2 bad command line.`
+
+/** The command: returns the exit code. */
+export function main(argv: string[], out = process.stdout, err = process.stderr): number {
+  let image: PinnedImage
+  let dir: string
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        image: { type: 'string' },
+        out: { type: 'string', default: 'release' },
+        'allow-tag': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    })
+    if (values.help) {
+      out.write(`${USAGE}\n`)
+      return EXIT.ok
+    }
+    if (values.image === undefined) throw new UsageError('--image is required')
+    image = pinImage(values.image, values['allow-tag'])
+    dir = resolve(values.out)
+  } catch (error) {
+    const usage =
+      error instanceof UsageError ||
+      String((error as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS')
+    err.write(`release-manifests: ${(error as Error).message}\n${usage ? `\n${USAGE}\n` : ''}`)
+    return usage ? EXIT.usage : EXIT.failed
+  }
+  const version = packageVersion()
+  try {
+    mkdirSync(dir, { recursive: true })
+    for (const bundle of BUNDLES) {
+      const text = renderBundle(bundle, image, version)
+      const objects = parseYamlDocuments(text).filter((doc) => doc !== null).length
+      writeFileSync(join(dir, bundle.file), text)
+      out.write(`wrote ${join(dir, bundle.file)} (${objects} objects)\n`)
+    }
+  } catch (error) {
+    const stderr = (error as { stderr?: unknown }).stderr
+    err.write(
+      `release-manifests: rendering failed: ${(error as Error).message}${stderr ? `\n${String(stderr)}` : ''}\n`,
+    )
+    return EXIT.failed
+  }
+  out.write(
+    [
+      '',
+      `irsa-webhook ${version}, image ${image.ref}. Install one bundle, then its certificate step:`,
+      ...BUNDLES.map(
+        (b) =>
+          `  kubectl apply -f ${b.file}\n      ${b.certificates ?? '(no step: cert-manager issues the certificate and injects caBundle)'}`,
+      ),
+      'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
+      '',
+    ].join('\n'),
+  )
+  return EXIT.ok
+}
+
+if (import.meta.main) process.exitCode = main(process.argv.slice(2))

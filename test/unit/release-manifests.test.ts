@@ -1,0 +1,190 @@
+/**
+ * `npm run release:manifests`: the install bundles a release ships, rendered for real (kubectl kustomize, offline)
+ * and held to the same invariants as the kustomize trees (test/support/manifests.ts), plus the pinned image and the
+ * version label; its command line refuses what must not be released, with the documented exit codes.
+ */
+import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { BUNDLES } from '../../scripts/release-manifests.ts'
+import {
+  type Container,
+  checkClassic,
+  checkKnative,
+  type Doc,
+  get,
+  list,
+  noKubectl,
+  one,
+  parse,
+  render,
+} from '../support/manifests.ts'
+import { ROOT } from '../support/process.ts'
+
+const DIGEST = `sha256:${'0123456789abcdef'.repeat(4)}`
+const IMAGE = `ghcr.io/owner/irsa-webhook@${DIGEST}`
+const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+  version: string
+}
+
+/** Runs the command as `npm run release:manifests` does; `path` replaces PATH (to hide kubectl). */
+function release(args: string[], path = process.env['PATH'] ?? '') {
+  const run = spawnSync(process.execPath, ['scripts/release-manifests.ts', ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    env: { PATH: path },
+    timeout: 120_000,
+  })
+  return { code: run.status, stdout: run.stdout, stderr: run.stderr }
+}
+
+const containersOf = (docs: Doc[]): Container[] =>
+  docs.flatMap((doc) => list<Container>(doc, 'spec.template.spec.containers'))
+
+/** The objects with every container image replaced, for comparing a bundle with its kustomization. */
+const withImage = (docs: Doc[], image: string): Doc[] =>
+  JSON.parse(JSON.stringify(docs).replaceAll(/"image":"[^"]*"/g, `"image":"${image}"`)) as Doc[]
+
+describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () => {
+  let out: string
+  let run: ReturnType<typeof release>
+  const bundle = (file: string) => readFileSync(join(out, file), 'utf8')
+  before(() => {
+    out = mkdtempSync(join(tmpdir(), 'irsa-release-'))
+    run = release(['--image', IMAGE, '--out', out])
+  })
+  after(() => rmSync(out, { recursive: true, force: true }))
+
+  test('are written, four of them, and the certificate steps are printed at the end', () => {
+    assert.equal(run.code, 0, run.stderr)
+    assert.deepEqual(
+      BUNDLES.map((b) => b.file),
+      [
+        'irsa-webhook-knative.yaml',
+        'irsa-webhook-knative-production.yaml',
+        'irsa-webhook-classic.yaml',
+        'irsa-webhook-classic-cert-manager.yaml',
+      ],
+    )
+    const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
+    assert.match(steps, /irsa-webhook-knative\.yaml\n\s+\.\/generate-certs\.sh --mode knative\n/)
+    assert.match(steps, /irsa-webhook-classic\.yaml\n\s+\.\/generate-certs\.sh --mode classic\n/)
+    assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+\(no step: cert-manager/)
+  })
+
+  for (const { file, kustomization } of BUNDLES) {
+    test(`${file} is ${kustomization}/ with the image pinned by digest and the version label`, () => {
+      const text = bundle(file)
+      assert.match(text, new RegExp(`^# irsa-webhook ${version.replaceAll('.', '\\.')}: `))
+      const docs = parse(text)
+      const images = containersOf(docs).map((c) => c['image'])
+      assert.deepEqual(images, [IMAGE])
+      for (const doc of docs) {
+        assert.equal(
+          (get(doc, 'metadata.labels') as Record<string, string>)['app.kubernetes.io/version'],
+          version,
+          `${doc['kind']} ${get(doc, 'metadata.name')}`,
+        )
+      }
+      // Nothing else differs from what `kubectl apply -k` of the tree would create.
+      assert.deepEqual(docs, withImage(render(kustomization), IMAGE))
+    })
+  }
+
+  test('hold the invariants of the kustomize trees', () => {
+    assert.equal(
+      checkKnative(parse(bundle('irsa-webhook-knative.yaml')), 'scale-to-zero'),
+      'kourier-system',
+    )
+    checkKnative(parse(bundle('irsa-webhook-knative-production.yaml')), 'production')
+    checkClassic(parse(bundle('irsa-webhook-classic.yaml')))
+    const certManager = parse(bundle('irsa-webhook-classic-cert-manager.yaml'))
+    checkClassic(certManager)
+    one(certManager, 'Certificate', 'irsa-webhook')
+  })
+
+  test("the README's verify-before-apply step finds the pinned image in a bundle", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    const line: string = /^IMAGE=\$\(grep .*\)$/m.exec(readme)?.[0] ?? ''
+    assert.ok(line, 'README has the IMAGE=$(grep …) line')
+    for (const { file } of BUNDLES) {
+      const script = `${line.replace('irsa-webhook-knative.yaml', file)}; echo "$IMAGE"`
+      const found = spawnSync('bash', ['-c', script], {
+        cwd: out,
+        encoding: 'utf8',
+      })
+      assert.equal(found.stdout, `${IMAGE}\n`, file)
+    }
+  })
+
+  test('with --allow-tag, a tag pins the image by tag', () => {
+    const tagged = mkdtempSync(join(tmpdir(), 'irsa-release-tag-'))
+    try {
+      const result = release([
+        '--image',
+        'registry.example.org:5000/team/irsa-webhook:0.1.0',
+        '--allow-tag',
+        '--out',
+        tagged,
+      ])
+      assert.equal(result.code, 0, result.stderr)
+      const docs = parse(readFileSync(join(tagged, 'irsa-webhook-classic.yaml'), 'utf8'))
+      assert.deepEqual(
+        containersOf(docs).map((c) => c['image']),
+        ['registry.example.org:5000/team/irsa-webhook:0.1.0'],
+      )
+    } finally {
+      rmSync(tagged, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('release:manifests refuses what must not ship (exit 2) and reports failures (exit 1)', () => {
+  const refused: [string, string[], RegExp][] = [
+    [
+      'a bare tag',
+      ['--image', 'ghcr.io/owner/irsa-webhook:0.1.0'],
+      /pinned by tag only.*--allow-tag/,
+    ],
+    [
+      'no tag and no digest',
+      ['--image', 'ghcr.io/owner/irsa-webhook'],
+      /neither a digest nor a tag/,
+    ],
+    [
+      'a short digest',
+      ['--image', 'ghcr.io/owner/irsa-webhook@sha256:abc'],
+      /not an image reference/,
+    ],
+    [
+      'an upper-case repository',
+      ['--image', `ghcr.io/Owner/irsa-webhook@${DIGEST}`],
+      /not an image reference/,
+    ],
+    ['no --image', [], /--image is required/],
+    ['an unknown option', ['--image', IMAGE, '--push'], /Unknown option '--push'/],
+  ]
+  for (const [what, args, message] of refused) {
+    test(what, () => {
+      const result = release(args)
+      assert.equal(result.code, 2)
+      assert.match(result.stderr, message)
+      assert.match(result.stderr, /Usage: npm run release:manifests/)
+      assert.equal(result.stdout, '')
+    })
+  }
+
+  test('kubectl missing: exit 1 with the reason', () => {
+    const out = mkdtempSync(join(tmpdir(), 'irsa-release-nokubectl-'))
+    try {
+      const result = release(['--image', IMAGE, '--out', out], dirname(process.execPath))
+      assert.equal(result.code, 1)
+      assert.match(result.stderr, /rendering failed: .*kubectl/)
+    } finally {
+      rmSync(out, { recursive: true, force: true })
+    }
+  })
+})
