@@ -170,11 +170,14 @@ describe('GET source against a fake kube-apiserver', () => {
 
 describe('watch source against a fake kube-apiserver', () => {
   const watchSource = () => {
-    const errors: unknown[] = []
+    const errors: string[] = []
     const source = createWatchServiceAccountSource(kubeConfig(), {
       ttlMs: 0,
       timeoutMs: 5_000,
-      onError: (error) => errors.push(error),
+      server: fake.url,
+      watchTimeoutSeconds: 300,
+      unreadyAfterMs: 0,
+      onError: (reason) => errors.push(reason),
     })
     return { source, errors }
   }
