@@ -1,6 +1,7 @@
 /**
  * The parts of the Kubernetes adapter that need `@kubernetes/client-node`: kubeconfig loading (local development,
- * auth plugins), the ServiceAccount GET through `CoreV1Api`, and the watch-mode informer. `handler.ts` imports this
+ * auth plugins) or the in-cluster KubeConfig built from the same settings as `in-cluster.ts`, the ServiceAccount
+ * GET through `CoreV1Api`, and the watch-mode informer. `handler.ts` imports this
  * module only when one of those is needed, so the default in-cluster path never pays for loading client-node.
  * @module
  */
@@ -134,11 +135,15 @@ export function createApiServiceAccountSource(
 }
 
 /** The informer's restart delay after the n-th failure in a row: 1 s doubling to 30 s (client-node's own bounds). */
-export function retryDelayMs(consecutive: number): number {
+function retryDelayMs(consecutive: number): number {
   return Math.min(1000 * 2 ** Math.max(0, consecutive - 1), 30_000)
 }
 
-/** A Watch that asks the API server to end each watch after `timeoutSeconds`, as client-go's reflector does. */
+/**
+ * A Watch that asks the API server to end each watch after `timeoutSeconds`. client-go's reflector does the same
+ * (k8s.io/client-go/tools/cache/reflector.go: 5-10 min); without it kube-apiserver ends a watch only after
+ * `--min-request-timeout` × [1, 2), 30-60 min by default (k8s.io/apiserver/pkg/endpoints/handlers/get.go).
+ */
 class BoundedWatch extends Watch {
   readonly #timeoutSeconds: number
   constructor(kubeConfig: KubeConfig, timeoutSeconds: number) {
@@ -165,12 +170,14 @@ export interface WatchSourceOptions extends ApiSourceOptions {
   readonly onError?: (reason: string, consecutive: number) => void
   /** Told when a LIST succeeds after `failures` failures in a row. */
   readonly onRecovered?: (failures: number) => void
-  /** Delay before the next LIST after the n-th failure in a row (default `retryDelayMs`). */
-  readonly retryDelayMs?: (consecutive: number) => number
 }
 
 /**
  * Informer over all ServiceAccounts with a live-GET fallback on a miss.
+ *
+ * - The API server authorizes a watch when it starts (revoking access does not end a running watch), so a revoked
+ *   permission shows at the next watch: within `watchTimeoutSeconds`, or 30 s after the last event (client-node's
+ *   request timeout in its `watch.js`), whichever comes first. Cached ServiceAccounts keep being answered until then.
  *
  * - `ready()` turns true after the first LIST, and false again once the informer has been out of sync (a failed
  *   watch or LIST, no successful LIST since) for longer than `unreadyAfterMs`.
@@ -186,7 +193,6 @@ export function createWatchServiceAccountSource(
   const now = options.now ?? Date.now
   const core = kubeConfig.makeApiClient(CoreV1Api)
   const watch = new BoundedWatch(kubeConfig, options.watchTimeoutSeconds)
-  const delay = options.retryDelayMs ?? retryDelayMs
   const fallback = createApiServiceAccountSource(kubeConfig, { ...options, ttlMs: 0 })
   let listErrors = 0
   let failures = 0
@@ -220,7 +226,7 @@ export function createWatchServiceAccountSource(
     lastError = describeFailure(error)
     outOfSyncSince ??= now()
     options.onError?.(lastError, failures)
-    restart = setTimeout(startInformer, delay(failures))
+    restart = setTimeout(startInformer, retryDelayMs(failures))
   }
   const startInformer = () => {
     if (closed) return Promise.resolve()
@@ -241,7 +247,8 @@ export function createWatchServiceAccountSource(
     )
     informer.on('error', (error) => failed(informer, error))
     running = informer
-    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error').
+    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error');
+    // it rejects only when a request cannot even be built (e.g. the token file vanished).
     return informer.start().catch((error: unknown) => failed(informer, error))
   }
   const outOfSyncMs = () => (outOfSyncSince === undefined ? 0 : now() - outOfSyncSince)
