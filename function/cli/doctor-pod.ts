@@ -62,7 +62,9 @@ export function missingIdentity(pod: ReturnedPod, role: string): string[] {
 const UNREACHABLE = [
   /no endpoints available for service/i, // aggregator routing
   /connect: (?:connection refused|no route to host)|i\/o timeout/i, // default: dialing the ClusterIP
-  /context deadline exceeded|Client\.Timeout exceeded|timeout|context canceled|EOF|connection reset/i,
+  // Nothing answered in time, or the connection broke. Not a bare "timeout": every such message carries the
+  // webhook URL, whose `?timeout=10s` would match.
+  /context deadline exceeded|Client\.Timeout exceeded|context canceled|\bEOF\b|connection reset/i,
 ]
 
 /** Advice for an API server error on pod creation. */

@@ -185,6 +185,13 @@ describe('dry-run pod rules', () => {
       const message = `Internal error occurred: failed calling webhook "irsa.vultr.com": failed to call webhook: Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": ${tail}`
       assert.match(adviceFor(message), /^the webhook is not responding/, tail)
     }
+    // The URL's `?timeout=10s` alone does not make a failure "not responding".
+    assert.match(
+      adviceFor(
+        'failed calling webhook "irsa.vultr.com": failed to call webhook: Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": http: server gave HTTP response to HTTPS client',
+      ),
+      /^read the message/,
+    )
     assert.match(adviceFor('some other failure'), /^read the message/)
   })
 })
