@@ -234,14 +234,20 @@ export function createWatchServiceAccountSource(
       '/api/v1/serviceaccounts',
       watch,
       async () => {
+        let list: Awaited<ReturnType<typeof core.listServiceAccountForAllNamespaces>>
         try {
-          const list = await core.listServiceAccountForAllNamespaces()
-          synced(informer)
-          return list
+          list = await core.listServiceAccountForAllNamespaces()
         } catch (error) {
           listErrors += 1
           throw error
         }
+        // ListWatch goes on to watch after a LIST even when stopped meanwhile: a closed source must not.
+        if (closed) throw new Error('closed')
+        // ListWatch stores the items after this returns; serve from this informer only then.
+        setImmediate(() => {
+          if (!closed) synced(informer)
+        })
+        return list
       },
       false,
     )
