@@ -95,26 +95,30 @@ export function describeFailure(error: unknown): string {
   return 'unknown error'
 }
 
+/** Request options that end a CoreV1Api call when `signal` aborts. */
+function abortableBy(signal: AbortSignal): ConfigurationOptions {
+  // client-node's object-parameter API runs middleware as Observables (a plain async function fails there).
+  return {
+    middleware: [
+      {
+        pre: (context: RequestContext) => {
+          context.setSignal(signal)
+          return new Observable(Promise.resolve(context))
+        },
+        post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
+      },
+    ],
+    middlewareMergeStrategy: 'append',
+  }
+}
+
 /** The ServiceAccount GET through client-node's CoreV1Api, bounded by the signal. */
 function clientNodeFetcher(kubeConfig: KubeConfig): ServiceAccountFetcher {
   let core: CoreV1Api | undefined
   return async (namespace, name, signal): Promise<Lookup> => {
     core ??= kubeConfig.makeApiClient(CoreV1Api)
-    // client-node's object-parameter API runs middleware as Observables (a plain async function fails there).
-    const options: ConfigurationOptions = {
-      middleware: [
-        {
-          pre: (context: RequestContext) => {
-            context.setSignal(signal)
-            return new Observable(Promise.resolve(context))
-          },
-          post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    }
     try {
-      const sa = await core.readNamespacedServiceAccount({ name, namespace }, options)
+      const sa = await core.readNamespacedServiceAccount({ name, namespace }, abortableBy(signal))
       return { kind: 'found', serviceAccount: toServiceAccountInfo(sa, namespace) }
     } catch (error) {
       if (error instanceof ApiException && error.code === 404) return { kind: 'not-found' }
@@ -146,12 +150,36 @@ function retryDelayMs(consecutive: number): number {
  */
 class BoundedWatch extends Watch {
   readonly #timeoutSeconds: number
+  readonly #opening = new Set<Promise<AbortController>>()
+  #closed = false
   constructor(kubeConfig: KubeConfig, timeoutSeconds: number) {
     super(kubeConfig)
     this.#timeoutSeconds = timeoutSeconds
   }
-  override watch(...[path, query, callback, done]: Parameters<Watch['watch']>) {
-    return super.watch(path, { ...query, timeoutSeconds: this.#timeoutSeconds }, callback, done)
+  override async watch(...[path, query, callback, done]: Parameters<Watch['watch']>) {
+    if (this.#closed) {
+      done(new Error('closed'))
+      return new AbortController()
+    }
+    const opening = super.watch(
+      path,
+      { ...query, timeoutSeconds: this.#timeoutSeconds },
+      callback,
+      done,
+    )
+    this.#opening.add(opening)
+    try {
+      const controller = await opening
+      if (this.#closed) controller.abort()
+      return controller
+    } finally {
+      this.#opening.delete(opening)
+    }
+  }
+  /** Refuses new watches; resolves once the watches being opened have been answered (and then aborted). */
+  async close(): Promise<void> {
+    this.#closed = true
+    await Promise.allSettled([...this.#opening])
   }
 }
 
@@ -202,6 +230,7 @@ export function createWatchServiceAccountSource(
   let listed = false
   let closed = false
   let restart: NodeJS.Timeout | undefined
+  const closing = new AbortController()
   // `serving` answers lookups: the last informer whose LIST succeeded; `running` is the latest one started.
   let serving: ListWatch<V1ServiceAccount> | undefined
   let running: ListWatch<V1ServiceAccount> | undefined
@@ -236,9 +265,9 @@ export function createWatchServiceAccountSource(
       async () => {
         let list: Awaited<ReturnType<typeof core.listServiceAccountForAllNamespaces>>
         try {
-          list = await core.listServiceAccountForAllNamespaces()
+          list = await core.listServiceAccountForAllNamespaces({}, abortableBy(closing.signal))
         } catch (error) {
-          listErrors += 1
+          if (!closed) listErrors += 1
           throw error
         }
         // ListWatch goes on to watch after a LIST even when stopped meanwhile: a closed source must not.
@@ -280,9 +309,12 @@ export function createWatchServiceAccountSource(
       const seconds = Math.round(outOfSyncMs() / 1000)
       return `the ServiceAccount informer has been out of sync with ${options.server} for ${seconds} s (bound ${options.unreadyAfterMs / 1000} s)${last}`
     },
+    // Ends every request the source has open: the LIST in flight, the watches (once answered), the running ones.
     async close() {
       closed = true
       clearTimeout(restart)
+      closing.abort()
+      await watch.close()
       await Promise.all([running?.stop(), serving?.stop()])
     },
     cached: fromInformer,
