@@ -38,6 +38,8 @@ export interface AppDeps {
   readonly mutatePathToken?: string | undefined
   /** Readiness: config and clients are up (and, in watch mode, the cache has synced). */
   readonly ready: () => boolean
+  /** Why `ready()` is false, for /readyz's body (`not ready: <reason>`). */
+  readonly notReadyReason?: () => string | undefined
 }
 
 /** The `reason` kube-apiserver expects with each status code (k8s.io/apimachinery pkg/apis/meta/v1 types.go). */
@@ -214,7 +216,11 @@ export function createApp(deps: AppDeps): Hono {
   const ok = (c: Context) => c.text('ok')
   app.get(ROUTES.health, ok)
   app.get(ROUTES.healthz, ok)
-  app.get(ROUTES.readyz, (c) => (deps.ready() ? c.text('ready') : c.text('not ready', 503)))
+  app.get(ROUTES.readyz, (c) => {
+    if (deps.ready()) return c.text('ready')
+    const reason = deps.notReadyReason?.()
+    return c.text(reason === undefined ? 'not ready' : `not ready: ${reason}`, 503)
+  })
   app.get(ROUTES.metrics, async (c) => {
     c.header('Content-Type', metrics.registry.contentType)
     return c.body(await metrics.registry.metrics())

@@ -4,6 +4,7 @@
  * @module
  */
 import { z } from 'zod'
+import { type InClusterSettings, inClusterSettings } from './in-cluster.ts'
 import { DEFAULTS, MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS } from './names.ts'
 import { err, ok, type Result } from './result.ts'
 import type { ReviewSettings } from './review-pod.ts'
@@ -53,6 +54,12 @@ export const configSchema = z
     INVALID_ROLE_POLICY: z.enum(['deny', 'warn']).default('deny'),
     SA_LOOKUP_MODE: z.enum(['get', 'watch']).default('get'),
     SA_CACHE_TTL_SECONDS: integer(0, 3600, 10),
+    SA_WATCH_TIMEOUT_SECONDS: integer(1, 3600, 300).describe(
+      'watch mode: each watch ends and restarts after this long, which is when a revoked permission shows',
+    ),
+    SA_WATCH_UNREADY_AFTER_SECONDS: integer(0, 86_400, 60).describe(
+      'watch mode: /readyz fails once the informer has been out of sync this long (0: never)',
+    ),
     LOOKUP_TIMEOUT_MS: integer(100, 30_000, 3_000),
     MUTATE_PATH_TOKEN: optionalString.pipe(
       z
@@ -130,5 +137,41 @@ export function reviewSettings(config: Config): ReviewSettings {
     stsEndpoint: config.STS_ENDPOINT,
     region: config.DEFAULT_REGION,
     invalidRolePolicy: config.INVALID_ROLE_POLICY,
+  }
+}
+
+/** Where the ServiceAccounts come from when no file is given: a kubeconfig, the pod's in-cluster settings, or none. */
+export type ApiServerSettings =
+  | { readonly kind: 'kubeconfig'; readonly paths: readonly string[] }
+  | { readonly kind: 'in-cluster'; readonly settings: InClusterSettings; readonly from: string }
+  | { readonly kind: 'none'; readonly problem: string; readonly fix: string }
+
+/** What to set, for every "no API server" message. */
+export const API_SERVER_FIX =
+  'set KUBECONFIG to a kubeconfig file; in a pod, Kubernetes sets KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT and mounts token and ca.crt in KUBE_SERVICEACCOUNT_DIR (default /var/run/secrets/kubernetes.io/serviceaccount; automountServiceAccountToken must not be false); or set SERVICE_ACCOUNTS_FILE to read ServiceAccounts from a YAML file'
+
+/**
+ * The one source of API server settings for every lookup mode: `KUBECONFIG` when set, else the in-cluster settings
+ * (`KUBERNETES_SERVICE_HOST`/`_PORT`, `KUBE_SERVICEACCOUNT_DIR`), else none — with what was tried.
+ * @example apiServerSettings(config).kind // 'in-cluster' in a pod
+ */
+export function apiServerSettings(config: Config): ApiServerSettings {
+  if (config.KUBECONFIG !== undefined) {
+    return { kind: 'kubeconfig', paths: config.KUBECONFIG.split(':').filter(Boolean) }
+  }
+  const host = config.KUBERNETES_SERVICE_HOST
+  if (host === undefined) {
+    return {
+      kind: 'none',
+      problem: 'KUBECONFIG and KUBERNETES_SERVICE_HOST are both unset (not running in a pod?)',
+      fix: API_SERVER_FIX,
+    }
+  }
+  const port = config.KUBERNETES_SERVICE_PORT
+  const dir = config.KUBE_SERVICEACCOUNT_DIR
+  return {
+    kind: 'in-cluster',
+    settings: inClusterSettings(host, port, dir),
+    from: `KUBERNETES_SERVICE_HOST=${host}, KUBERNETES_SERVICE_PORT=${port}, KUBE_SERVICEACCOUNT_DIR=${dir}`,
   }
 }

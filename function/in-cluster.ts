@@ -10,12 +10,63 @@
  */
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:https'
+import { join } from 'node:path'
 
-export interface InClusterOptions {
+/**
+ * Where a pod finds its API server and its own credentials. Every in-cluster client is built from this one object
+ * (`in-cluster.ts` for `get` mode, client-node's KubeConfig for `watch` mode), so the variables mean the same in
+ * every lookup mode.
+ */
+export interface InClusterSettings {
+  /** `KUBERNETES_SERVICE_HOST`. */
   readonly host: string
+  /** `KUBERNETES_SERVICE_PORT`. */
   readonly port: number
-  /** Holds `token` and `ca.crt` (default `/var/run/secrets/kubernetes.io/serviceaccount`). */
-  readonly serviceAccountDir: string
+  /** `<KUBE_SERVICEACCOUNT_DIR>/token`, re-read as it rotates. */
+  readonly tokenFile: string
+  /** `<KUBE_SERVICEACCOUNT_DIR>/ca.crt`, which must sign the API server's certificate. */
+  readonly caFile: string
+  /** `<KUBE_SERVICEACCOUNT_DIR>/namespace`, the pod's namespace (optional). */
+  readonly namespaceFile: string
+}
+
+/** The settings for a ServiceAccount directory (`token`, `ca.crt`, `namespace` in it, as Kubernetes mounts them). */
+export function inClusterSettings(
+  host: string,
+  port: number,
+  serviceAccountDir: string,
+): InClusterSettings {
+  return {
+    host,
+    port,
+    tokenFile: join(serviceAccountDir, 'token'),
+    caFile: join(serviceAccountDir, 'ca.crt'),
+    namespaceFile: join(serviceAccountDir, 'namespace'),
+  }
+}
+
+/** `https://host:port` (IPv6 in brackets): always HTTPS, verified with `caFile`. */
+export function inClusterServer(settings: Pick<InClusterSettings, 'host' | 'port'>): string {
+  const host = settings.host.includes(':') ? `[${settings.host}]` : settings.host
+  return `https://${host}:${settings.port}`
+}
+
+/**
+ * Why these settings cannot work (a missing or unreadable token or CA file), or undefined when both can be read.
+ * Read once at start, so that a pod without a mounted token says so at once rather than on every request.
+ */
+export function inClusterProblem(settings: InClusterSettings): string | undefined {
+  for (const file of [settings.tokenFile, settings.caFile]) {
+    try {
+      readFileSync(file)
+    } catch (error) {
+      return `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`
+    }
+  }
+  return undefined
+}
+
+export interface InClusterOptions extends InClusterSettings {
   /** Bound tokens rotate: the token file is re-read when older than this (client-node: 60 s). */
   readonly tokenMaxAgeMs?: number
   readonly now?: () => number
@@ -40,8 +91,8 @@ const MAX_BODY_BYTES = 1024 * 1024
 export function createInClusterClient(options: InClusterOptions): InClusterClient {
   const now = options.now ?? Date.now
   const maxAge = options.tokenMaxAgeMs ?? 60_000
-  const ca = readFileSync(`${options.serviceAccountDir}/ca.crt`)
-  const readToken = () => readFileSync(`${options.serviceAccountDir}/token`, 'utf8').trim()
+  const ca = readFileSync(options.caFile)
+  const readToken = () => readFileSync(options.tokenFile, 'utf8').trim()
   let token = readToken()
   let tokenReadAt = now()
   const currentToken = () => {
@@ -56,9 +107,8 @@ export function createInClusterClient(options: InClusterOptions): InClusterClien
     return token
   }
   const agent = new Agent({ keepAlive: true, ca, maxSockets: 32 })
-  const host = options.host.includes(':') ? `[${options.host}]` : options.host
   return {
-    server: `https://${host}:${options.port}`,
+    server: inClusterServer(options),
     close: () => agent.destroy(),
     get(path, signal) {
       return new Promise((resolve, reject) => {

@@ -20,6 +20,16 @@ export interface Metrics {
   recordDecision(outcome: string, seconds: number): void
   /** Counts one ServiceAccount cache lookup. */
   recordCache(result: 'hit' | 'miss'): void
+  /** Exposes the watch-mode informer's health, read from `state` at each scrape (watch mode only). */
+  watchInformer(state: () => InformerState): void
+}
+
+/** What the watch-mode informer reports to /metrics. */
+export interface InformerState {
+  /** LISTs that failed since start (the first LIST and every relist). */
+  readonly listErrors: number
+  /** Seconds without a successful LIST since the informer last failed (or since start); 0 while in sync. */
+  readonly outOfSyncSeconds: number
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -159,8 +169,32 @@ export function createMetrics(options: { processMetrics?: boolean } = {}): Metri
       }
     },
   })
+  let informer: (() => InformerState) | undefined
+  const watchInformer = (state: () => InformerState) => {
+    const registered = informer !== undefined
+    informer = state
+    if (registered) return
+    new Counter({
+      name: 'irsa_webhook_sa_informer_list_errors_total',
+      help: 'ServiceAccount LISTs of the watch-mode informer that failed (the first LIST, and the relist after every failed watch or LIST)',
+      registers: [registry],
+      collect() {
+        this.reset()
+        this.inc(informer?.().listErrors ?? 0)
+      },
+    })
+    new Gauge({
+      name: 'irsa_webhook_sa_informer_out_of_sync_seconds',
+      help: 'Seconds the watch-mode informer has gone without a successful LIST since it started or its watch or LIST last failed; 0 while in sync. /readyz fails above SA_WATCH_UNREADY_AFTER_SECONDS',
+      registers: [registry],
+      collect() {
+        this.set(informer?.().outOfSyncSeconds ?? 0)
+      },
+    })
+  }
   return {
     registry,
+    watchInformer,
     recordDecision(outcome, seconds) {
       requestDuration.observe(outcome, seconds)
     },

@@ -20,7 +20,24 @@ import type { Lookup, ServiceAccountSource } from './review-pod.ts'
 /** A source with a lifecycle: `ready` for /readyz, `close` for shutdown. */
 export interface ManagedServiceAccountSource extends ServiceAccountSource {
   ready(): boolean
+  /** Why `ready()` is false, for /readyz's body (what was tried, what to do); undefined when ready. */
+  notReadyReason?(): string | undefined
   close(): Promise<void>
+}
+
+/**
+ * The source when no API server can be used (none configured, or its credentials cannot be read): never ready,
+ * and every lookup fails with `reason`, so /readyz and each review say the same thing as the one start log line.
+ */
+export function createUnavailableServiceAccountSource(reason: string): ManagedServiceAccountSource {
+  const failed: Lookup = { kind: 'failed', reason }
+  return {
+    ready: () => false,
+    notReadyReason: () => reason,
+    close: async () => undefined,
+    cached: () => undefined,
+    get: async () => failed,
+  }
 }
 
 /** Keeps only what the webhook reads: name, namespace and our annotations. */
@@ -45,6 +62,25 @@ export function toServiceAccountInfo(
     name: sa?.metadata?.name ?? '',
     annotations,
   }
+}
+
+/** What to check for a failed LIST/watch/GET, from its one-line reason (the informer's log line says it once). */
+export function informerFix(reason: string): string {
+  if (/HTTP 401/.test(reason)) {
+    return "the API server rejects the token: the pod's token in KUBE_SERVICEACCOUNT_DIR, or the kubeconfig's user"
+  }
+  if (/HTTP 403/.test(reason)) {
+    return "the webhook's ServiceAccount may not list/watch serviceaccounts: kubectl apply -k deploy/rbac (or SA_LOOKUP_MODE=get, which needs only get)"
+  }
+  if (/certificate|self.signed|unable to verify/i.test(reason)) {
+    return "ca.crt in KUBE_SERVICEACCOUNT_DIR (or the kubeconfig's certificate-authority) must sign the API server's certificate"
+  }
+  if (
+    /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ECONNRESET|fetch failed/i.test(reason)
+  ) {
+    return 'the API server is unreachable: check KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT (or the kubeconfig server) and network policies'
+  }
+  return 'read the error; /readyz and irsa_webhook_sa_informer_* metrics show whether it persists'
 }
 
 /** Resolves `failed` as soon as the signal aborts, even if the underlying request ignores the signal. */

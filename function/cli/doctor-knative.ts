@@ -16,6 +16,32 @@ import {
 } from './doctor-context.ts'
 
 const KSVC = 'irsa-webhook'
+/** The gateway namespace of the shipped knative/ (knative/gateway.yaml), when no webhook configuration names one. */
+const DEFAULT_GATEWAY_NAMESPACE = 'kourier-system'
+
+/**
+ * The gateway's namespace exists. knative/ puts the alias Service there and kubectl does not create it: without it
+ * `kubectl apply -k knative/` fails with `namespaces "kourier-system" not found`. The namespace is the one the
+ * webhook's Service is in (the gateway alias), else the shipped default.
+ */
+export async function checkGatewayNamespace(context: DoctorContext): Promise<CheckResult> {
+  const configured = context.webhook?.clientConfig?.service?.namespace
+  const namespace = configured ?? DEFAULT_GATEWAY_NAMESPACE
+  const name = `gateway namespace ${namespace}`
+  const got = await getObject(context, `/api/v1/namespaces/${namespace}`)
+  if ('missing' in got) {
+    return fail(
+      name,
+      `not found: the gateway alias Service cannot be created there (kubectl apply -k knative/ fails with namespaces "${namespace}" not found)`,
+      `install Knative Serving with Kourier first (kubectl get pods -A -l app=3scale-kourier-gateway shows the gateway's namespace); for a gateway in knative-serving (Knative Operator) use kubectl apply -k knative/overlays/operator; then re-run kubectl apply -k knative/`,
+    )
+  }
+  if ('error' in got) return fail(name, `cannot read it: ${got.error}`, 'check your access')
+  return pass(
+    name,
+    configured === undefined ? 'exists (the shipped default: no webhook names one)' : 'exists',
+  )
+}
 
 export function domainMappingPath(namespace: string, host: string): string {
   return `/apis/serving.knative.dev/v1beta1/namespaces/${namespace}/domainmappings/${host}`

@@ -53,14 +53,28 @@ export function missingIdentity(pod: ReturnedPod, role: string): string[] {
   return missing
 }
 
+/**
+ * How the API server says it could not reach the webhook. It resolves a webhook Service the way it resolves an
+ * aggregated API (k8s.io/apiserver/pkg/util/proxy/proxy.go): by default `ResolveCluster` gives the ClusterIP, which
+ * it dials, so no ready pod shows as a connect error or a timeout; only with `--enable-aggregator-routing` does
+ * `ResolveEndpoint` pick an endpoint itself and answer `no endpoints available for service "…"` when there is none.
+ */
+const UNREACHABLE = [
+  /no endpoints available for service/i, // aggregator routing
+  /connect: (?:connection refused|no route to host)|i\/o timeout/i, // default: dialing the ClusterIP
+  // Nothing answered in time, or the connection broke. Not a bare "timeout": every such message carries the
+  // webhook URL, whose `?timeout=10s` would match.
+  /context deadline exceeded|Client\.Timeout exceeded|context canceled|\bEOF\b|connection reset/i,
+]
+
 /** Advice for an API server error on pod creation. */
 export function adviceFor(message: string): string {
   if (/x509|certificate/i.test(message))
     return 'TLS: see the certificate checks; ./generate-certs.sh then restart'
   if (/denied the request/i.test(message))
     return `fix the ServiceAccount's ${ANNOTATIONS.role} (a role UUID or arn: value)`
-  if (/no endpoints|connection refused|timeout|deadline|context canceled|EOF/i.test(message)) {
-    return 'the webhook is not responding: see the Service and endpoints checks and the webhook logs'
+  if (UNREACHABLE.some((pattern) => pattern.test(message))) {
+    return 'the webhook is not responding: no ready pod behind its Service (the API server dials the ClusterIP and gets connection refused or a timeout; with aggregator routing it says no endpoints available). See the Service and endpoints checks and the webhook logs'
   }
   return 'read the message; the webhook logs show the outcome of each review'
 }

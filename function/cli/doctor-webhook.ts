@@ -18,6 +18,20 @@ import {
 const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
 const WEBHOOK_NAME = 'irsa.vultr.com'
 
+/**
+ * Turns a webhook that calls a `url` back into the shipped one that calls the Service. `kubectl apply` alone cannot:
+ * it adds `service` next to the live `url`, and the API server rejects a clientConfig with both. So: delete the
+ * configuration, apply the manifests, and re-run generate-certs.sh, which patches the caBundle back in. Pods created
+ * between the delete and the apply are not sent to the webhook.
+ */
+export function reinstallWebhookCommands(
+  mode: DoctorContext['mode'],
+  configuration: string,
+): string {
+  const dir = mode === 'knative' ? 'knative/' : 'deploy/'
+  return `kubectl delete mutatingwebhookconfiguration ${configuration} && kubectl apply -k ${dir} && ./generate-certs.sh --mode ${mode} (kubectl apply alone cannot turn url back into service: the API server rejects both)`
+}
+
 /** Reads the configuration and picks our webhook entry (by name, else the first). */
 export async function loadWebhook(
   context: Omit<DoctorContext, 'webhook'>,
@@ -42,7 +56,7 @@ export async function loadWebhook(
       result: fail(
         name,
         `webhook ${webhook.name} uses a url, not a Service`,
-        `re-apply it: ${apply}`,
+        reinstallWebhookCommands(context.mode, context.configurationName),
       ),
     }
   }

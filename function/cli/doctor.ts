@@ -5,7 +5,12 @@
 import { parseArgs } from 'node:util'
 import { checkExclusions, checkOidc, checkRbac } from './doctor-cluster.ts'
 import type { Check, CheckResult, DoctorContext, Status } from './doctor-context.ts'
-import { checkDomainClaim, checkDomainMapping, checkKnativeService } from './doctor-knative.ts'
+import {
+  checkDomainClaim,
+  checkDomainMapping,
+  checkGatewayNamespace,
+  checkKnativeService,
+} from './doctor-knative.ts'
 import { checkDryRunPod } from './doctor-pod.ts'
 import { checkCertificate } from './doctor-tls.ts'
 import { checkEndpoints, checkService, checkSettings, loadWebhook } from './doctor-webhook.ts'
@@ -107,7 +112,14 @@ export async function runDoctor(argv: string[], io: Io): Promise<number> {
   )
   const results: CheckResult[] = [first]
   io.out(formatResult(first))
-  const checks = [...COMMON, ...(context.mode === 'knative' ? KNATIVE : []), ...LATER]
+  const knative = context.mode === 'knative'
+  // In Knative mode the gateway namespace comes first: without it the alias Service checks cannot pass.
+  const checks = [
+    ...(knative ? [checkGatewayNamespace] : []),
+    ...COMMON,
+    ...(knative ? KNATIVE : []),
+    ...LATER,
+  ]
   for (const check of checks) {
     for (const result of [await check(context)].flat()) {
       results.push(result)

@@ -13,6 +13,7 @@ import {
   runChild,
   runInProcess,
   startFakeCluster,
+  WEBHOOK_UNREACHABLE,
 } from './cli-fake-cluster.ts'
 
 type Json = Record<string, unknown>
@@ -117,16 +118,37 @@ describe('irsa-webhook doctor (classic)', () => {
     assert.deepEqual(failedChecks(run.stdout), ['Service irsa-system/irsa-webhook'])
   })
 
-  test('no ready endpoints fails the endpoints check, and the dry-run pod sees the webhook down', async () => {
+  test('no ready endpoints fails the endpoints check, and the dry-run pod sees the webhook down in each form the API server reports it', async () => {
     putEndpoints(cluster, false)
     cluster.webhookUp = false
+    for (const form of Object.values(WEBHOOK_UNREACHABLE)) {
+      cluster.webhookDownError = form
+      const run = await doctor(cluster)
+      assert.deepEqual(failedChecks(run.stdout), [
+        'endpoints of irsa-system/irsa-webhook',
+        'dry-run pod with default/app',
+      ])
+      assert.ok(run.stdout.includes(form), form)
+      assert.match(run.stdout, /fix: the webhook is not responding/, form)
+      assert.equal(run.code, 1)
+    }
+  })
+
+  test('a webhook that calls a url fails, and the fix deletes, re-applies and re-runs generate-certs.sh', async () => {
+    withWebhook(cluster, (w) => ({
+      ...w,
+      clientConfig: {
+        url: 'https://irsa.example.test/mutate',
+        caBundle: (w['clientConfig'] as Json)['caBundle'],
+      },
+    }))
     const run = await doctor(cluster)
-    assert.deepEqual(failedChecks(run.stdout), [
-      'endpoints of irsa-system/irsa-webhook',
-      'dry-run pod with default/app',
-    ])
-    assert.match(run.stdout, /the webhook is not responding/)
     assert.equal(run.code, 1)
+    assert.ok(failedChecks(run.stdout).includes('MutatingWebhookConfiguration irsa-webhook'))
+    assert.match(
+      run.stdout,
+      /✘ MutatingWebhookConfiguration irsa-webhook — webhook irsa\.vultr\.com uses a url, not a Service\n {4}fix: kubectl delete mutatingwebhookconfiguration irsa-webhook && kubectl apply -k deploy\/ && \.\/generate-certs\.sh --mode classic \(/,
+    )
   })
 
   test('a caBundle from another CA fails the caBundle check', async (t) => {
@@ -285,11 +307,29 @@ describe('irsa-webhook doctor (knative)', () => {
     assert.equal(run.code, 0, run.stdout)
     assert.match(run.stdout, /mode knative/)
     const map = results(run.stdout)
+    assert.equal(map.get('gateway namespace kourier-system'), '✔')
     assert.equal(map.get('Knative Service irsa-system/irsa-webhook'), '✔')
     assert.equal(map.get('DomainMapping irsa-system/irsa-webhook.kourier-system.svc'), '✔')
     assert.equal(map.get('ClusterDomainClaim irsa-webhook.kourier-system.svc'), '✔')
     assert.equal(map.get('endpoints of kourier-system/irsa-webhook'), '✔')
     assert.equal(map.get('caBundle verifies the serving certificate'), '✔')
+  })
+
+  test('a missing gateway namespace fails its check, with what to install first', async () => {
+    // The namespace GET answers 404 as for a cluster without Kourier (the fake keeps no delete for namespaces).
+    cluster.api.fault({ method: 'GET', path: '/api/v1/namespaces/kourier-system', status: 404 })
+    const run = await doctor(cluster, '--mode', 'knative')
+    assert.equal(run.code, 1)
+    assert.deepEqual(failedChecks(run.stdout), ['gateway namespace kourier-system'])
+    assert.match(
+      run.stdout,
+      /✘ gateway namespace kourier-system — not found: the gateway alias Service cannot be created there \(kubectl apply -k knative\/ fails with namespaces "kourier-system" not found\)\n {4}fix: install Knative Serving with Kourier first/,
+    )
+    // It comes first in Knative mode: the alias Service checks depend on it.
+    assert.match(
+      run.stdout,
+      /^irsa-webhook doctor: .*\n✔ MutatingWebhookConfiguration [^\n]*\n✘ gateway namespace/,
+    )
   })
 
   test('a DomainMapping that is not Ready fails its check', async () => {

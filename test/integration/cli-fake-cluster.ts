@@ -41,8 +41,10 @@ export interface FakeCluster {
   readonly key: SigningKey
   /** Verbs the webhook's ServiceAccount may use on serviceaccounts. */
   readonly allowedVerbs: Set<string>
-  /** When false, pod creation fails like an unreachable webhook with failurePolicy Fail. */
+  /** When false, pod creation fails like an unreachable webhook with failurePolicy Fail, with `webhookDownError`. */
   webhookUp: boolean
+  /** How the API server reports the unreachable webhook (one of `WEBHOOK_UNREACHABLE`; default the ClusterIP form). */
+  webhookDownError: string
   /** What the OIDC routes serve (edit to break them). */
   readonly oidc: {
     issuer: string
@@ -57,6 +59,18 @@ export interface FakeCluster {
   putServiceAccount(namespace: string, name: string, annotations: Record<string, string>): void
   close(): Promise<void>
 }
+
+/**
+ * How kube-apiserver reports a webhook Service with no ready pod (after `Post "https://…/mutate?timeout=10s": `). By
+ * default it dials the Service's ClusterIP (k8s.io/apiserver/pkg/util/proxy/proxy.go `ResolveCluster`): refused, or
+ * a timeout when packets are dropped; only with --enable-aggregator-routing does it pick an endpoint itself
+ * (`ResolveEndpoint`) and answer "no endpoints available".
+ */
+export const WEBHOOK_UNREACHABLE = {
+  refused: 'dial tcp 10.96.143.7:443: connect: connection refused',
+  timeout: 'context deadline exceeded',
+  aggregatorRouting: 'no endpoints available for service "irsa-webhook"',
+} as const
 
 function serviceHostFor(mode: 'classic' | 'knative'): string {
   return mode === 'classic' ? 'irsa-webhook.irsa-system.svc' : 'irsa-webhook.kourier-system.svc'
@@ -166,7 +180,7 @@ async function createPod(cluster: FakeCluster, serviceAccounts: Json[], req: Rec
     return kubeStatus(
       500,
       'Internal error occurred: failed calling webhook "irsa.vultr.com": failed to call webhook: ' +
-        'Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": no endpoints available for service "irsa-webhook"',
+        `Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": ${cluster.webhookDownError}`,
     )
   }
   const review = {
@@ -250,6 +264,7 @@ export async function startFakeCluster(mode: 'classic' | 'knative'): Promise<Fak
     key,
     allowedVerbs: new Set(['get', 'list', 'watch']),
     webhookUp: true,
+    webhookDownError: WEBHOOK_UNREACHABLE.refused,
     oidc: {
       issuer: ISSUER,
       jwksUri: `${ISSUER}/openid/v1/jwks`,

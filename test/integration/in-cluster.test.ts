@@ -10,7 +10,11 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
-import { createInClusterClient, type InClusterOptions } from '../../function/in-cluster.ts'
+import {
+  createInClusterClient,
+  type InClusterOptions,
+  inClusterSettings,
+} from '../../function/in-cluster.ts'
 import type { Lookup } from '../../function/review-pod.ts'
 import { inClusterFetcher } from '../../function/service-accounts.ts'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
@@ -26,10 +30,11 @@ const SA_PATH = `/api/v1/namespaces/${NS}/serviceaccounts/irsa-sa`
 let fake: FakeKubeApi
 let dir: string
 
+/** The settings a pod with its ServiceAccount directory at `saDir` has. */
+const settings = (saDir: string) =>
+  inClusterSettings('127.0.0.1', Number(new URL(fake.url).port), saDir)
 const options = (extra: Partial<InClusterOptions> = {}): InClusterOptions => ({
-  host: '127.0.0.1',
-  port: Number(new URL(fake.url).port),
-  serviceAccountDir: dir,
+  ...settings(dir),
   ...extra,
 })
 const lookup = (extra: Partial<InClusterOptions> = {}, signal = AbortSignal.timeout(5_000)) => {
@@ -112,7 +117,7 @@ describe('in-cluster ServiceAccount GET', () => {
     try {
       writeFileSync(join(otherDir, 'token'), FAKE_TOKEN)
       writeFileSync(join(otherDir, 'ca.crt'), other.caPem)
-      const result = await lookup({ serviceAccountDir: otherDir })
+      const result = await lookup(settings(otherDir))
       assert.equal(result.kind, 'failed')
       assert.match(reason(result), /certificate/i)
     } finally {
@@ -142,7 +147,7 @@ describe('in-cluster ServiceAccount GET', () => {
   it('says which file is missing when the ServiceAccount directory is incomplete', () => {
     const empty = mkdtempSync(join(tmpdir(), 'irsa-sa-empty-'))
     try {
-      assert.throws(() => createInClusterClient(options({ serviceAccountDir: empty })), /ca\.crt/)
+      assert.throws(() => createInClusterClient(options(settings(empty))), /ca\.crt/)
     } finally {
       rmSync(empty, { recursive: true, force: true })
     }

@@ -169,12 +169,15 @@ describe('GET source against a fake kube-apiserver', () => {
 })
 
 describe('watch source against a fake kube-apiserver', () => {
-  const watchSource = () => {
-    const errors: unknown[] = []
+  const watchSource = (watchTimeoutSeconds = 300) => {
+    const errors: string[] = []
     const source = createWatchServiceAccountSource(kubeConfig(), {
       ttlMs: 0,
       timeoutMs: 5_000,
-      onError: (error) => errors.push(error),
+      server: fake.url,
+      watchTimeoutSeconds,
+      unreadyAfterMs: 0,
+      onError: (reason) => errors.push(reason),
     })
     return { source, errors }
   }
@@ -220,6 +223,28 @@ describe('watch source against a fake kube-apiserver', () => {
     assert.equal((await lookup(source)).kind, 'found')
     assert.equal(source.ready(), false)
     assert.equal(gets(SA_PATH) - before, 1)
+  })
+
+  it('relists after a failed watch and drops what was deleted while it could not watch', async (t) => {
+    fake.setServiceAccount(late)
+    const { source, errors } = watchSource(1)
+    t.after(() => source.close())
+    await within(source.start(), BOUND, 'the informer to start')
+    assert.ok(source.cached?.(NS, 'late'))
+    // Access goes for the re-watch (at the 1 s watch timeout) and the first relist, then comes back.
+    fake.fault({ path: '/api/v1/serviceaccounts', status: 403, times: 2 })
+    await poll(() => (errors.length >= 1 ? true : undefined), 'the re-watch to fail')
+    fake.deleteServiceAccount(NS, 'late')
+    // Until a relist succeeds the last good LIST answers, 'late' included.
+    assert.ok(source.cached?.(NS, 'late'))
+    await poll(
+      () => (source.cached?.(NS, 'late') === undefined ? true : undefined),
+      'a relist without the deleted ServiceAccount',
+    )
+    assert.equal(errors.length, 2, errors.join('; '))
+    assert.match(errors[0] ?? '', /HTTP 403/)
+    assert.equal(source.ready(), true)
+    assert.equal((await lookup(source)).kind, 'found')
   })
 
   it('is not ready after a failed first LIST, and becomes ready once its restart lists', async (t) => {

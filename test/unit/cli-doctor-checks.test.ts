@@ -173,7 +173,26 @@ describe('dry-run pod rules', () => {
       adviceFor('admission webhook "irsa.vultr.com" denied the request: x'),
       /api\.vultr\.com\/role/,
     )
-    assert.match(adviceFor('no endpoints available for service "irsa-webhook"'), /not responding/)
+    // With --enable-aggregator-routing, then the default (the ClusterIP dialled: refused, unroutable, or no answer).
+    for (const tail of [
+      'no endpoints available for service "irsa-webhook"',
+      'dial tcp 10.96.143.7:443: connect: connection refused',
+      'dial tcp 10.96.143.7:443: connect: no route to host',
+      'dial tcp 10.96.143.7:443: i/o timeout',
+      'context deadline exceeded',
+      'context deadline exceeded (Client.Timeout exceeded while awaiting headers)',
+    ]) {
+      const message = `Internal error occurred: failed calling webhook "irsa.vultr.com": failed to call webhook: Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": ${tail}`
+      assert.match(adviceFor(message), /^the webhook is not responding/, tail)
+    }
+    // The URL's `?timeout=10s` alone does not make a failure "not responding".
+    assert.match(
+      adviceFor(
+        'failed calling webhook "irsa.vultr.com": failed to call webhook: Post "https://irsa-webhook.irsa-system.svc:443/mutate?timeout=10s": http: server gave HTTP response to HTTPS client',
+      ),
+      /^read the message/,
+    )
+    assert.match(adviceFor('some other failure'), /^read the message/)
   })
 })
 

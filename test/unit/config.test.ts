@@ -1,7 +1,7 @@
 /** Config parsing, the lookup budget from `?timeout=`, and role validation, as tables. */
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { listenPort, loadConfig, serveMode } from '../../function/config.ts'
+import { apiServerSettings, listenPort, loadConfig, serveMode } from '../../function/config.ts'
 import { isValidRole } from '../../function/identity.ts'
 import { lookupBudgetMs, parseGoDuration } from '../../function/timeout.ts'
 
@@ -59,6 +59,50 @@ describe('loadConfig', () => {
     assert.ok(config.ok)
     assert.equal(config.value.DEFAULT_REGION, undefined)
     assert.equal(config.value.MUTATE_PATH_TOKEN, undefined)
+  })
+})
+
+describe('API server settings (one source for every lookup mode)', () => {
+  const settingsOf = (env: Record<string, string>) => {
+    const config = loadConfig(env)
+    assert.ok(config.ok)
+    return apiServerSettings(config.value)
+  }
+
+  it('builds the in-cluster settings from KUBERNETES_SERVICE_HOST/PORT and KUBE_SERVICEACCOUNT_DIR', () => {
+    for (const mode of ['get', 'watch']) {
+      assert.deepEqual(
+        settingsOf({
+          SA_LOOKUP_MODE: mode,
+          KUBERNETES_SERVICE_HOST: '10.96.0.1',
+          KUBERNETES_SERVICE_PORT: '6443',
+          KUBE_SERVICEACCOUNT_DIR: '/sa',
+        }),
+        {
+          kind: 'in-cluster',
+          settings: {
+            host: '10.96.0.1',
+            port: 6443,
+            tokenFile: '/sa/token',
+            caFile: '/sa/ca.crt',
+            namespaceFile: '/sa/namespace',
+          },
+          from: 'KUBERNETES_SERVICE_HOST=10.96.0.1, KUBERNETES_SERVICE_PORT=6443, KUBE_SERVICEACCOUNT_DIR=/sa',
+        },
+      )
+    }
+  })
+
+  it('prefers KUBECONFIG (its paths in order), and says what to set when neither is there', () => {
+    assert.deepEqual(settingsOf({ KUBECONFIG: '/a:/b', KUBERNETES_SERVICE_HOST: '10.96.0.1' }), {
+      kind: 'kubeconfig',
+      paths: ['/a', '/b'],
+    })
+    const none = settingsOf({ SA_LOOKUP_MODE: 'watch' })
+    assert.equal(none.kind, 'none')
+    if (none.kind !== 'none') return
+    assert.match(none.problem, /KUBECONFIG and KUBERNETES_SERVICE_HOST are both unset/)
+    assert.match(none.fix, /KUBE_SERVICEACCOUNT_DIR/)
   })
 })
 

@@ -67,3 +67,27 @@ describe('createMetrics', () => {
     )
   })
 })
+
+describe('watch-mode informer metrics', () => {
+  it('exist only once an informer registers, and show its state as of each scrape', async () => {
+    const metrics = createMetrics()
+    assert.doesNotMatch(await metrics.registry.metrics(), /irsa_webhook_sa_informer_/)
+    let state = { listErrors: 0, outOfSyncSeconds: 0 }
+    metrics.watchInformer(() => state)
+    const before = await metrics.registry.metrics()
+    assert.match(before, /^irsa_webhook_sa_informer_list_errors_total 0$/m)
+    assert.match(before, /^irsa_webhook_sa_informer_out_of_sync_seconds 0$/m)
+    state = { listErrors: 3, outOfSyncSeconds: 7.5 }
+    for (let scrape = 0; scrape < 2; scrape++) {
+      const text = await metrics.registry.metrics()
+      assert.match(text, /^irsa_webhook_sa_informer_list_errors_total 3$/m)
+      assert.match(text, /^irsa_webhook_sa_informer_out_of_sync_seconds 7.5$/m)
+    }
+    // A second informer on the same registry replaces the first one's state instead of registering twice.
+    metrics.watchInformer(() => ({ listErrors: 1, outOfSyncSeconds: 0 }))
+    assert.match(
+      await metrics.registry.metrics(),
+      /^irsa_webhook_sa_informer_list_errors_total 1$/m,
+    )
+  })
+})
