@@ -17,6 +17,7 @@ import {
   type RecordedRequest,
   startFakeKubeApi,
 } from '../support/fake-kube-api.ts'
+import { installPods } from '../support/fake-kube-api-pods.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
 import { ROOT } from '../support/process.ts'
 import { createTestCertificates, type TestCertificates } from '../support/tls.ts'
@@ -306,6 +307,7 @@ export async function startFakeCluster(mode: 'classic' | 'knative'): Promise<Fak
     createPod(cluster, serviceAccounts, req),
   )
   routeOidc(cluster)
+  installPods(api)
   return cluster
 }
 
