@@ -17,7 +17,7 @@ import {
   type RecordedRequest,
   startFakeKubeApi,
 } from '../support/fake-kube-api.ts'
-import { installPods } from '../support/fake-kube-api-pods.ts'
+import { type FakePods, installPods } from '../support/fake-kube-api-pods.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
 import { ROOT } from '../support/process.ts'
 import { createTestCertificates, type TestCertificates } from '../support/tls.ts'
@@ -37,6 +37,8 @@ export function manifest(path: string): Json[] {
 
 export interface FakeCluster {
   readonly api: FakeKubeApi
+  /** Stored pods (the audit's routes: LIST, GET, eviction, events). */
+  readonly pods: FakePods
   readonly mode: 'classic' | 'knative'
   readonly certs: TestCertificates
   readonly key: SigningKey
@@ -251,6 +253,7 @@ export async function startFakeCluster(mode: 'classic' | 'knative'): Promise<Fak
   const serviceAccounts: Json[] = []
   const cluster: FakeCluster = {
     api,
+    pods: installPods(api),
     mode,
     certs,
     key,
@@ -307,7 +310,6 @@ export async function startFakeCluster(mode: 'classic' | 'knative'): Promise<Fak
     createPod(cluster, serviceAccounts, req),
   )
   routeOidc(cluster)
-  installPods(api)
   return cluster
 }
 

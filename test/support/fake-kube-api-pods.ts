@@ -353,7 +353,9 @@ class PodStore implements FakePods {
       return m['namespace'] === namespace && m['name'] === name
     })
     if (exists) {
-      return kubeStatus(409, `events "${name}" already exists`, { name, kind: 'events' })
+      // apimachinery errors.NewAlreadyExists: 409 with reason AlreadyExists (not Conflict).
+      const conflict = kubeStatus(409, `events "${name}" already exists`, { name, kind: 'events' })
+      return { status: 409, body: { ...(conflict.body as Json), reason: 'AlreadyExists' } }
     }
     const stored = { ...event, metadata: { ...metadata, namespace, uid: randomUUID() } }
     this.events.push(stored)
