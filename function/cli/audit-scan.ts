@@ -75,6 +75,8 @@ export interface ScanOptions {
   readonly settings: ReviewSettings
   /** Notes for stderr (a restarted listing, exclusions not found, …). */
   readonly note: (line: string) => void
+  /** How ServiceAccounts are read (default `list`; see loadServiceAccounts). */
+  readonly serviceAccountReads?: 'list' | 'get'
 }
 
 /** What the classification of one stored pod comes to. */
@@ -215,11 +217,8 @@ function toLookup(item: unknown, namespace: string): Lookup {
   return { kind: 'found', serviceAccount }
 }
 
-/** Reads every ServiceAccount in scope with one paginated LIST; a name the LIST missed is fetched once. */
-export async function loadServiceAccounts(
-  options: Pick<ScanOptions, 'client' | 'namespace' | 'chunkSize' | 'note'>,
-): Promise<ServiceAccountCache> {
-  const { client, namespace } = options
+/** A per-run cache: each ServiceAccount a pod names and the LIST did not have is fetched (GET) once. */
+function createServiceAccountCache(client: KubeClient) {
   const byNamespace = new Map<string, Map<string, Lookup>>()
   const remember = (ns: string, name: string, lookup: Lookup) => {
     let names = byNamespace.get(ns)
@@ -229,6 +228,29 @@ export async function loadServiceAccounts(
     }
     names.set(name, lookup)
   }
+  const cache: ServiceAccountCache = {
+    lookup: (ns, name) => byNamespace.get(ns)?.get(name),
+    async fetch(ns, name) {
+      const lookup = await getServiceAccount(client, ns, name)
+      if (lookup.kind !== 'failed') remember(ns, name, lookup)
+      return lookup
+    },
+  }
+  return { cache, remember }
+}
+
+/**
+ * Reads every ServiceAccount in scope with one paginated LIST (cluster-wide, or the namespace's). With `reads:
+ * 'get'` nothing is listed and each ServiceAccount is fetched when a pod first names it: the alternative the
+ * benchmark measures (npm run bench:audit).
+ */
+export async function loadServiceAccounts(
+  options: Pick<ScanOptions, 'client' | 'namespace' | 'chunkSize' | 'note'>,
+  reads: 'list' | 'get' = 'list',
+): Promise<ServiceAccountCache> {
+  const { client, namespace } = options
+  const { cache, remember } = createServiceAccountCache(client)
+  if (reads === 'get') return cache
   const path =
     namespace === undefined
       ? '/api/v1/serviceaccounts'
@@ -245,14 +267,7 @@ export async function loadServiceAccounts(
     },
     (reason) => options.note(`listing serviceaccounts failed (${reason}); restarting it once`),
   )
-  return {
-    lookup: (ns, name) => byNamespace.get(ns)?.get(name),
-    async fetch(ns, name) {
-      const lookup = await getServiceAccount(client, ns, name)
-      if (lookup.kind !== 'failed') remember(ns, name, lookup)
-      return lookup
-    },
-  }
+  return cache
 }
 
 async function getServiceAccount(client: KubeClient, ns: string, name: string): Promise<Lookup> {
@@ -416,7 +431,7 @@ export async function scanPods(options: ScanOptions): Promise<ScanResult> {
   const selectors = await loadSelectors(options.client, options.configurationName, options.note)
   const namespaces =
     selectors.namespaceSelector === undefined ? undefined : await loadNamespaceLabels(options)
-  const serviceAccounts = await loadServiceAccounts(options)
+  const serviceAccounts = await loadServiceAccounts(options, options.serviceAccountReads)
   const scope: Scope = { selectors, namespaces, serviceAccounts }
   const result: ScanResult = {
     serviceAccounts,
