@@ -9,7 +9,7 @@ import type { AdmissionRequest } from '../admission.ts'
 import { type ServiceAccountInfo, serviceAccountSchema } from '../kube-objects.ts'
 import { type AddOperation, containersWithOtherRole } from '../mutate-pod.ts'
 import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
-import { type Lookup, type ReviewSettings, reviewPod } from '../review-pod.ts'
+import { type Decision, type Lookup, type ReviewSettings, reviewPod } from '../review-pod.ts'
 import { toServiceAccountInfo } from '../service-accounts.ts'
 import type { LabelSelector } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
@@ -147,12 +147,12 @@ const NEVER = new AbortController().signal
  * webhook's `invalid-role` and `volume-conflict` outcomes are reported as such; an already-mutated pod whose
  * containers keep another AWS_ROLE_ARN than the ServiceAccount's is `role-differs`.
  */
-export async function classifyPod(
+export function classifyPod(
   pod: unknown,
   namespace: string,
   serviceAccounts: ServiceAccountCache,
   settings: ReviewSettings,
-): Promise<Classification> {
+): Classification | Promise<Classification> {
   const request: AdmissionRequest = {
     uid: 'irsa-webhook-audit',
     kind: { group: '', version: 'v1', kind: 'Pod' },
@@ -164,11 +164,19 @@ export async function classifyPod(
     cached: (ns: string, name: string) => serviceAccounts.lookup(ns, name),
     get: (ns: string, name: string) => serviceAccounts.fetch(ns, name),
   }
-  const decision = await reviewPod(request, {
-    serviceAccounts: source,
-    settings,
-    signal: () => NEVER,
-  })
+  const decision = reviewPod(request, { serviceAccounts: source, settings, signal: () => NEVER })
+  // Synchronous when the ServiceAccount is at hand (the LIST had it): no promise per pod.
+  return decision instanceof Promise
+    ? decision.then((d) => interpret(d, pod, namespace, serviceAccounts))
+    : interpret(decision, pod, namespace, serviceAccounts)
+}
+
+function interpret(
+  decision: Decision,
+  pod: unknown,
+  namespace: string,
+  serviceAccounts: ServiceAccountCache,
+): Classification {
   const serviceAccount = (pod as PodShape).spec?.serviceAccountName || 'default'
   if (decision.kind === 'error') return { kind: 'skipped', reason: decision.message }
   const { outcome, answer } = decision
@@ -375,7 +383,12 @@ function notAudited(pod: PodShape, namespace: string, scope: Scope): keyof ScanC
   return undefined
 }
 
-async function visitPod(item: unknown, scope: Scope, result: ScanResult, options: ScanOptions) {
+function visitPod(
+  item: unknown,
+  scope: Scope,
+  result: ScanResult,
+  options: ScanOptions,
+): void | Promise<void> {
   result.counts.scanned += 1
   const pod = (isObject(item) ? item : {}) as PodShape
   const metadata = isObject(pod.metadata) ? pod.metadata : {}
@@ -390,14 +403,26 @@ async function visitPod(item: unknown, scope: Scope, result: ScanResult, options
     result.counts[excluded] += 1
     return
   }
-  const verdict = await classifyPod(pod, namespace, scope.serviceAccounts, options.settings)
+  const verdict = classifyPod(pod, namespace, scope.serviceAccounts, options.settings)
+  if (verdict instanceof Promise) {
+    return verdict.then((v) => record(v, pod, { namespace, name }, result))
+  }
+  record(verdict, pod, { namespace, name }, result)
+}
+
+function record(
+  verdict: Classification,
+  pod: PodShape,
+  { namespace, name }: { namespace: string; name: string },
+  result: ScanResult,
+): void {
   if (verdict.kind === 'ok') result.counts.ok += 1
   else if (verdict.kind === 'skipped') result.skipped.push({ namespace, name, ...verdict })
   else {
     result.findings.push({
       namespace,
       name,
-      uid: String(metadata.uid ?? ''),
+      uid: String(pod.metadata?.uid ?? ''),
       serviceAccount: verdict.serviceAccount,
       problem: verdict.problem,
       detail: verdict.detail,

@@ -99,12 +99,22 @@ async function onePass(
       return error instanceof ListPageError ? error : new ListPageError(String(error), undefined)
     }
     if (next.done) return true
-    for (const item of next.value) {
-      const key = keyOf(item)
-      if (after.skip && key <= after.key) continue
-      await visit(item)
-      after.key = key
-    }
+    await visitPage(next.value, visit, after)
+  }
+}
+
+/** Visits a page's items; after a restart, the ones the first pass already visited are skipped. */
+async function visitPage(
+  items: readonly unknown[],
+  visit: (item: unknown) => void | Promise<void>,
+  after: { key: string; skip: boolean },
+): Promise<void> {
+  for (const item of items) {
+    const key = keyOf(item)
+    if (after.skip && key <= after.key) continue
+    const visited = visit(item)
+    if (visited !== undefined) await visited
+    after.key = key
   }
 }
 

@@ -177,6 +177,7 @@ const row = (mode: Mode) => {
 
 console.log('irsa-webhook audit benchmark (loopback fake kube-apiserver; each run a child process)')
 for (const line of machineLines().slice(0, 2)) console.log(line)
+console.log(`node flags: ${NODE_FLAGS.join(' ')} (audit-default-heap: none)`)
 console.log(
   `child: ${values.source ? 'TypeScript sources (--source)' : 'esbuild bundle, like dist/cli.js'}`,
 )
