@@ -106,7 +106,7 @@ function describePatch(pod: PodShape, patch: readonly AddOperation[]): string {
   for (const op of patch) {
     const match = /^\/spec\/(containers|initContainers)\/(\d+)\/(env|volumeMounts)/.exec(op.path)
     if (match === null) {
-      parts.push(`volume ${TOKEN_VOLUME.name}`)
+      parts.push(`token volume ${TOKEN_VOLUME.name}`)
       continue
     }
     const [, field = '', index = '', what] = match
@@ -114,7 +114,7 @@ function describePatch(pod: PodShape, patch: readonly AddOperation[]): string {
     const items = perContainer.get(container) ?? []
     const values = Array.isArray(op.value) ? op.value : [op.value]
     if (what === 'env') items.push(...values.map((v) => String((v as { name?: unknown }).name)))
-    else items.push(`mount ${TOKEN_VOLUME.mountPath}`)
+    else items.push('token mount')
     perContainer.set(container, items)
   }
   for (const [container, items] of perContainer) {

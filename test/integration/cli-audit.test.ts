@@ -7,11 +7,10 @@ import { afterEach, beforeEach, describe, test } from 'node:test'
 import {
   type AuditCluster,
   admitted,
-  OTHER_ROLE,
-  type PodSpec,
+  EXAMPLE_NAMESPACES,
   podManifest,
+  populateExample,
   ROLE,
-  serviceAccount,
   startAuditCluster,
   stored,
 } from '../support/audit-cluster.ts'
@@ -39,206 +38,6 @@ interface Report {
   summary: Json
 }
 
-const NAMESPACES = ['shop', 'batch', 'apps', 'plain', 'kube-system', 'irsa-system']
-
-/** Stores the pod as admitted while the webhook was down (unmutated) or by the webhook (mutated). */
-async function put(
-  cluster: AuditCluster,
-  spec: PodSpec,
-  how: 'unmutated' | 'mutated',
-  phase?: string,
-) {
-  const manifest = podManifest(spec)
-  const pod = how === 'mutated' ? await admitted(manifest, cluster.serviceAccounts) : manifest
-  return cluster.pods.put(stored(pod, phase))
-}
-
-const rs = (name: string) => ({ kind: 'ReplicaSet', name })
-
-/** A cluster with one pod per case (see the expectations in the first test). */
-async function populate(cluster: AuditCluster): Promise<void> {
-  cluster.putServiceAccount(serviceAccount('shop', 'web'))
-  cluster.putServiceAccount(serviceAccount('shop', 'plain', {}))
-  cluster.putServiceAccount(serviceAccount('shop', 'bad', { 'api.vultr.com/role': 'not-a-role' }))
-  cluster.putServiceAccount(serviceAccount('batch', 'worker'))
-  cluster.putServiceAccount(serviceAccount('apps', 'hello'))
-  cluster.putServiceAccount(serviceAccount('kube-system', 'web'))
-  cluster.putServiceAccount(serviceAccount('irsa-system', 'irsa-webhook'))
-  cluster.pods.putNamespace('quiet', { 'irsa-webhook': 'disabled' })
-  cluster.putServiceAccount(serviceAccount('quiet', 'web'))
-  const hash = '6d4b9c7f5'
-  const web = { serviceAccount: 'web', labels: { app: 'web', 'pod-template-hash': hash } }
-  cluster.pods.putOwner('/apis/apps/v1/namespaces/shop/replicasets', {
-    metadata: {
-      name: `web-${hash}`,
-      namespace: 'shop',
-      ownerReferences: [
-        { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true },
-      ],
-    },
-  })
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-aaaaa`, owner: rs(`web-${hash}`), ...web },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-bbbbb`, owner: rs(`web-${hash}`), ...web },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-ccccc`, owner: rs(`web-${hash}`), ...web },
-    'mutated',
-  )
-  // Its ReplicaSet is not readable (404): the Deployment is named by convention.
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'api-58c9d-qqqqq',
-      serviceAccount: 'web',
-      owner: rs('api-58c9d'),
-      labels: { 'pod-template-hash': '58c9d' },
-    },
-    'unmutated',
-  )
-  await put(cluster, { namespace: 'shop', name: 'debug', serviceAccount: 'plain' }, 'unmutated')
-  const sidecar = {
-    serviceAccount: 'web',
-    annotations: { 'api.vultr.com/skip-containers': 'proxy' },
-    containers: [
-      { name: 'app', image: 'registry.example/app:1' },
-      { name: 'proxy', image: 'registry.example/proxy:1' },
-    ],
-  }
-  await put(cluster, { namespace: 'shop', name: 'sidecar-ok', ...sidecar }, 'mutated')
-  await put(cluster, { namespace: 'shop', name: 'sidecar-missing', ...sidecar }, 'unmutated')
-  await put(cluster, { namespace: 'shop', name: 'bad-role', serviceAccount: 'bad' }, 'unmutated')
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'foreign-volume',
-      serviceAccount: 'web',
-      volumes: [{ name: 'vultr-irsa-token', emptyDir: {} }],
-    },
-    'unmutated',
-  )
-  // Admitted while shop/web had OTHER_ROLE; the annotation changed since.
-  cluster.putServiceAccount(serviceAccount('shop', 'web', { 'api.vultr.com/role': OTHER_ROLE }))
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'db-0',
-      serviceAccount: 'web',
-      owner: { kind: 'StatefulSet', name: 'db' },
-    },
-    'mutated',
-  )
-  cluster.putServiceAccount(serviceAccount('shop', 'web'))
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'db-1',
-      serviceAccount: 'web',
-      owner: { kind: 'StatefulSet', name: 'db' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'agent-x1',
-      serviceAccount: 'web',
-      owner: { kind: 'DaemonSet', name: 'agent' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: 'finished', serviceAccount: 'web' },
-    'unmutated',
-    'Succeeded',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'static-node-1',
-      serviceAccount: 'web',
-      annotations: { 'kubernetes.io/config.mirror': 'abc' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'irsa-webhook-own',
-      serviceAccount: 'web',
-      labels: { 'app.kubernetes.io/name': 'irsa-webhook' },
-    },
-    'unmutated',
-  )
-  cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
-    metadata: {
-      name: 'report-28930000',
-      namespace: 'batch',
-      ownerReferences: [
-        { apiVersion: 'batch/v1', kind: 'CronJob', name: 'report', controller: true },
-      ],
-    },
-  })
-  cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
-    metadata: { name: 'migrate', namespace: 'batch' },
-  })
-  await put(
-    cluster,
-    {
-      namespace: 'batch',
-      name: 'report-28930000-zzzzz',
-      serviceAccount: 'worker',
-      owner: { kind: 'Job', name: 'report-28930000' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'batch',
-      name: 'migrate-yyyyy',
-      serviceAccount: 'worker',
-      owner: { kind: 'Job', name: 'migrate' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'apps',
-      name: 'hello-00001-deployment-5d9f7-abcde',
-      serviceAccount: 'hello',
-      owner: rs('hello-00001-deployment-5d9f7'),
-      labels: {
-        'serving.knative.dev/service': 'hello',
-        'serving.knative.dev/revision': 'hello-00001',
-      },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'kube-system', name: 'coredns-x', serviceAccount: 'web' },
-    'unmutated',
-  )
-  await put(cluster, { namespace: 'quiet', name: 'quiet-x', serviceAccount: 'web' }, 'unmutated')
-}
-
 async function audit(cluster: AuditCluster, ...extra: string[]) {
   const run = await runInProcess(['audit', '--kubeconfig', cluster.api.kubeconfigPath, ...extra])
   return run
@@ -256,8 +55,8 @@ function byName(report: Report): Map<string, Entry> {
 describe('irsa-webhook audit', () => {
   let cluster: AuditCluster
   beforeEach(async () => {
-    cluster = await startAuditCluster(NAMESPACES)
-    await populate(cluster)
+    cluster = await startAuditCluster(EXAMPLE_NAMESPACES)
+    await populateExample(cluster)
   })
   afterEach(() => cluster.close())
 
@@ -285,7 +84,10 @@ describe('irsa-webhook audit', () => {
     // skip-containers: only the container the webhook would touch is named.
     assert.match(pods.get('sidecar-missing')?.detail ?? '', /container app: AWS_ROLE_ARN/)
     assert.doesNotMatch(pods.get('sidecar-missing')?.detail ?? '', /proxy/)
-    assert.match(pods.get('web-6d4b9c7f5-aaaaa')?.detail ?? '', /volume vultr-irsa-token/)
+    assert.match(
+      pods.get('web-6d4b9c7f5-aaaaa')?.detail ?? '',
+      /^token volume vultr-irsa-token; container app: AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, AWS_STS_REGIONAL_ENDPOINTS, AWS_ENDPOINT_URL_STS, token mount$/,
+    )
     assert.match(pods.get('bad-role')?.detail ?? '', /"not-a-role"/)
     assert.match(
       pods.get('db-0')?.detail ?? '',
@@ -493,7 +295,7 @@ describe('irsa-webhook audit', () => {
     )
     assert.match(
       String(event['message']),
-      /ServiceAccount shop\/web .*missing: volume vultr-irsa-token/,
+      /ServiceAccount shop\/web .*missing: token volume vultr-irsa-token/,
     )
     assert.ok(report.pods.every((e) => e.event === 'recorded'))
     const again = await auditJson(cluster, '--events', '-n', 'shop')

@@ -166,3 +166,207 @@ export async function startAuditCluster(namespaces: readonly string[]): Promise<
     close: () => api.close(),
   }
 }
+
+/** The namespaces of `populateExample` (plus `quiet`, labelled irsa-webhook=disabled). */
+export const EXAMPLE_NAMESPACES = ['shop', 'batch', 'apps', 'plain', 'kube-system', 'irsa-system']
+
+/** Stores the pod as admitted while the webhook was down (unmutated) or by the webhook (mutated). */
+async function put(
+  cluster: AuditCluster,
+  spec: PodSpec,
+  how: 'unmutated' | 'mutated',
+  phase?: string,
+) {
+  const manifest = podManifest(spec)
+  const pod = how === 'mutated' ? await admitted(manifest, cluster.serviceAccounts) : manifest
+  return cluster.pods.put(stored(pod, phase))
+}
+
+const rs = (name: string) => ({ kind: 'ReplicaSet', name })
+
+/**
+ * One pod per case the audit tells apart (test/integration/cli-audit.test.ts states what each must come to; the
+ * examples in docs/cli.md are this cluster).
+ */
+export async function populateExample(cluster: AuditCluster): Promise<void> {
+  cluster.putServiceAccount(serviceAccount('shop', 'web'))
+  cluster.putServiceAccount(serviceAccount('shop', 'plain', {}))
+  cluster.putServiceAccount(serviceAccount('shop', 'bad', { 'api.vultr.com/role': 'not-a-role' }))
+  cluster.putServiceAccount(serviceAccount('batch', 'worker'))
+  cluster.putServiceAccount(serviceAccount('apps', 'hello'))
+  cluster.putServiceAccount(serviceAccount('kube-system', 'web'))
+  cluster.putServiceAccount(serviceAccount('irsa-system', 'irsa-webhook'))
+  cluster.pods.putNamespace('quiet', { 'irsa-webhook': 'disabled' })
+  cluster.putServiceAccount(serviceAccount('quiet', 'web'))
+  const hash = '6d4b9c7f5'
+  const web = { serviceAccount: 'web', labels: { app: 'web', 'pod-template-hash': hash } }
+  cluster.pods.putOwner('/apis/apps/v1/namespaces/shop/replicasets', {
+    metadata: {
+      name: `web-${hash}`,
+      namespace: 'shop',
+      ownerReferences: [
+        { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true },
+      ],
+    },
+  })
+  await put(
+    cluster,
+    { namespace: 'shop', name: `web-${hash}-aaaaa`, owner: rs(`web-${hash}`), ...web },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    { namespace: 'shop', name: `web-${hash}-bbbbb`, owner: rs(`web-${hash}`), ...web },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    { namespace: 'shop', name: `web-${hash}-ccccc`, owner: rs(`web-${hash}`), ...web },
+    'mutated',
+  )
+  // Its ReplicaSet is not readable (404): the Deployment is named by convention.
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'api-58c9d-qqqqq',
+      serviceAccount: 'web',
+      owner: rs('api-58c9d'),
+      labels: { 'pod-template-hash': '58c9d' },
+    },
+    'unmutated',
+  )
+  await put(cluster, { namespace: 'shop', name: 'debug', serviceAccount: 'plain' }, 'unmutated')
+  const sidecar = {
+    serviceAccount: 'web',
+    annotations: { 'api.vultr.com/skip-containers': 'proxy' },
+    containers: [
+      { name: 'app', image: 'registry.example/app:1' },
+      { name: 'proxy', image: 'registry.example/proxy:1' },
+    ],
+  }
+  await put(cluster, { namespace: 'shop', name: 'sidecar-ok', ...sidecar }, 'mutated')
+  await put(cluster, { namespace: 'shop', name: 'sidecar-missing', ...sidecar }, 'unmutated')
+  await put(cluster, { namespace: 'shop', name: 'bad-role', serviceAccount: 'bad' }, 'unmutated')
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'foreign-volume',
+      serviceAccount: 'web',
+      volumes: [{ name: 'vultr-irsa-token', emptyDir: {} }],
+    },
+    'unmutated',
+  )
+  // Admitted while shop/web had OTHER_ROLE; the annotation changed since.
+  cluster.putServiceAccount(serviceAccount('shop', 'web', { 'api.vultr.com/role': OTHER_ROLE }))
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'db-0',
+      serviceAccount: 'web',
+      owner: { kind: 'StatefulSet', name: 'db' },
+    },
+    'mutated',
+  )
+  cluster.putServiceAccount(serviceAccount('shop', 'web'))
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'db-1',
+      serviceAccount: 'web',
+      owner: { kind: 'StatefulSet', name: 'db' },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'agent-x1',
+      serviceAccount: 'web',
+      owner: { kind: 'DaemonSet', name: 'agent' },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    { namespace: 'shop', name: 'finished', serviceAccount: 'web' },
+    'unmutated',
+    'Succeeded',
+  )
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'static-node-1',
+      serviceAccount: 'web',
+      annotations: { 'kubernetes.io/config.mirror': 'abc' },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    {
+      namespace: 'shop',
+      name: 'irsa-webhook-own',
+      serviceAccount: 'web',
+      labels: { 'app.kubernetes.io/name': 'irsa-webhook' },
+    },
+    'unmutated',
+  )
+  cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
+    metadata: {
+      name: 'report-28930000',
+      namespace: 'batch',
+      ownerReferences: [
+        { apiVersion: 'batch/v1', kind: 'CronJob', name: 'report', controller: true },
+      ],
+    },
+  })
+  cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
+    metadata: { name: 'migrate', namespace: 'batch' },
+  })
+  await put(
+    cluster,
+    {
+      namespace: 'batch',
+      name: 'report-28930000-zzzzz',
+      serviceAccount: 'worker',
+      owner: { kind: 'Job', name: 'report-28930000' },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    {
+      namespace: 'batch',
+      name: 'migrate-yyyyy',
+      serviceAccount: 'worker',
+      owner: { kind: 'Job', name: 'migrate' },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    {
+      namespace: 'apps',
+      name: 'hello-00001-deployment-5d9f7-abcde',
+      serviceAccount: 'hello',
+      owner: rs('hello-00001-deployment-5d9f7'),
+      labels: {
+        'serving.knative.dev/service': 'hello',
+        'serving.knative.dev/revision': 'hello-00001',
+      },
+    },
+    'unmutated',
+  )
+  await put(
+    cluster,
+    { namespace: 'kube-system', name: 'coredns-x', serviceAccount: 'web' },
+    'unmutated',
+  )
+  await put(cluster, { namespace: 'quiet', name: 'quiet-x', serviceAccount: 'web' }, 'unmutated')
+}
