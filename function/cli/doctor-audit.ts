@@ -50,10 +50,9 @@ export async function checkMissingIdentity(context: DoctorContext): Promise<Chec
   if (missing.length === 0) {
     return pass(TITLE, `none of ${scan.counts.scanned} pods (irsa-webhook audit lists the details)`)
   }
-  const pods = missing.length === 1 ? '1 pod runs' : `${missing.length} pods run`
-  return fail(
-    TITLE,
-    `${pods} without the Vultr identity its ServiceAccount names: ${names}${more}`,
-    FIX,
-  )
+  const pods =
+    missing.length === 1
+      ? '1 pod runs without the Vultr identity of its ServiceAccount'
+      : `${missing.length} pods run without the Vultr identity of their ServiceAccount`
+  return fail(TITLE, `${pods}: ${names}${more}`, FIX)
 }

@@ -45,7 +45,7 @@ describe('irsa-webhook doctor: pods missing their identity', () => {
     assert.equal(run.code, 1)
     assert.match(
       line(run.stdout),
-      /^✘ pods missing their identity — 4 pods run without the Vultr identity its ServiceAccount names: default\/web-a, default\/web-b, default\/web-c and 1 more$/,
+      /^✘ pods missing their identity — 4 pods run without the Vultr identity of their ServiceAccount: default\/web-a, default\/web-b, default\/web-c and 1 more$/,
     )
     assert.match(run.stdout, /fix: irsa-webhook audit --heal .*components\/audit-cronjob/)
   })
