@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import { type FakeKubeApi, startFakeKubeApi } from './fake-kube-api.ts'
 import { type FakePods, installPods } from './fake-kube-api-pods.ts'
+import { podReview } from './fixtures.ts'
 import { ROOT } from './process.ts'
 import { admit } from './webhook.ts'
 
@@ -113,20 +114,7 @@ export function serviceAccount(
 
 /** The pod as the webhook mutated it at admission (the real app, the real patch). */
 export async function admitted(pod: Json, serviceAccounts: readonly Json[]): Promise<Json> {
-  const metadata = pod['metadata'] as Json
-  const review = {
-    apiVersion: 'admission.k8s.io/v1',
-    kind: 'AdmissionReview',
-    request: {
-      uid: 'test',
-      kind: { group: '', version: 'v1', kind: 'Pod' },
-      resource: { group: '', version: 'v1', resource: 'pods' },
-      operation: 'CREATE',
-      namespace: metadata['namespace'],
-      object: pod,
-    },
-  }
-  const result = await admit(review, serviceAccounts)
+  const result = await admit(podReview(pod), serviceAccounts)
   if (result.status !== 200) throw new Error(`webhook answered ${result.status}`)
   return result.mutatedPod as Json
 }
@@ -170,203 +158,176 @@ export async function startAuditCluster(namespaces: readonly string[]): Promise<
 /** The namespaces of `populateExample` (plus `quiet`, labelled irsa-webhook=disabled). */
 export const EXAMPLE_NAMESPACES = ['shop', 'batch', 'apps', 'plain', 'kube-system', 'irsa-system']
 
-/** Stores the pod as admitted while the webhook was down (unmutated) or by the webhook (mutated). */
-async function put(
-  cluster: AuditCluster,
-  spec: PodSpec,
-  how: 'unmutated' | 'mutated',
-  phase?: string,
-) {
-  const manifest = podManifest(spec)
-  const pod = how === 'mutated' ? await admitted(manifest, cluster.serviceAccounts) : manifest
-  return cluster.pods.put(stored(pod, phase))
+/** How a pod of the example was admitted: while the webhook was down, or by it (optionally with another role). */
+type Admission = 'unmutated' | 'mutated' | { readonly mutatedWithRole: string }
+
+interface ExamplePod extends PodSpec {
+  readonly admission: Admission
 }
 
-const rs = (name: string) => ({ kind: 'ReplicaSet', name })
+const HASH = '6d4b9c7f5'
+const WEB = { serviceAccount: 'web', labels: { app: 'web', 'pod-template-hash': HASH } }
+const WEB_RS = { kind: 'ReplicaSet', name: `web-${HASH}` }
+const SIDECAR = {
+  serviceAccount: 'web',
+  annotations: { 'api.vultr.com/skip-containers': 'proxy' },
+  containers: [
+    { name: 'app', image: 'registry.example/app:1' },
+    { name: 'proxy', image: 'registry.example/proxy:1' },
+  ],
+}
 
-/**
- * One pod per case the audit tells apart (test/integration/cli-audit.test.ts states what each must come to; the
- * examples in docs/cli.md are this cluster).
- */
-export async function populateExample(cluster: AuditCluster): Promise<void> {
-  cluster.putServiceAccount(serviceAccount('shop', 'web'))
-  cluster.putServiceAccount(serviceAccount('shop', 'plain', {}))
-  cluster.putServiceAccount(serviceAccount('shop', 'bad', { 'api.vultr.com/role': 'not-a-role' }))
-  cluster.putServiceAccount(serviceAccount('batch', 'worker'))
-  cluster.putServiceAccount(serviceAccount('apps', 'hello'))
-  cluster.putServiceAccount(serviceAccount('kube-system', 'web'))
-  cluster.putServiceAccount(serviceAccount('irsa-system', 'irsa-webhook'))
+/** One pod per case; test/integration/cli-audit.test.ts states what each must come to. */
+const EXAMPLE_PODS: readonly ExamplePod[] = [
+  { namespace: 'shop', name: `web-${HASH}-aaaaa`, owner: WEB_RS, ...WEB, admission: 'unmutated' },
+  { namespace: 'shop', name: `web-${HASH}-bbbbb`, owner: WEB_RS, ...WEB, admission: 'unmutated' },
+  { namespace: 'shop', name: `web-${HASH}-ccccc`, owner: WEB_RS, ...WEB, admission: 'mutated' },
+  // Its ReplicaSet is not readable (404): the Deployment is named by convention.
+  {
+    namespace: 'shop',
+    name: 'api-58c9d-qqqqq',
+    serviceAccount: 'web',
+    owner: { kind: 'ReplicaSet', name: 'api-58c9d' },
+    labels: { 'pod-template-hash': '58c9d' },
+    admission: 'unmutated',
+  },
+  { namespace: 'shop', name: 'debug', serviceAccount: 'plain', admission: 'unmutated' },
+  { namespace: 'shop', name: 'sidecar-ok', ...SIDECAR, admission: 'mutated' },
+  { namespace: 'shop', name: 'sidecar-missing', ...SIDECAR, admission: 'unmutated' },
+  { namespace: 'shop', name: 'bad-role', serviceAccount: 'bad', admission: 'unmutated' },
+  {
+    namespace: 'shop',
+    name: 'foreign-volume',
+    serviceAccount: 'web',
+    volumes: [{ name: 'vultr-irsa-token', emptyDir: {} }],
+    admission: 'unmutated',
+  },
+  // Admitted while shop/web had OTHER_ROLE; the annotation changed since.
+  {
+    namespace: 'shop',
+    name: 'db-0',
+    serviceAccount: 'web',
+    owner: { kind: 'StatefulSet', name: 'db' },
+    admission: { mutatedWithRole: OTHER_ROLE },
+  },
+  {
+    namespace: 'shop',
+    name: 'db-1',
+    serviceAccount: 'web',
+    owner: { kind: 'StatefulSet', name: 'db' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'shop',
+    name: 'agent-x1',
+    serviceAccount: 'web',
+    owner: { kind: 'DaemonSet', name: 'agent' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'shop',
+    name: 'finished',
+    serviceAccount: 'web',
+    phase: 'Succeeded',
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'shop',
+    name: 'static-node-1',
+    serviceAccount: 'web',
+    annotations: { 'kubernetes.io/config.mirror': 'abc' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'shop',
+    name: 'irsa-webhook-own',
+    serviceAccount: 'web',
+    labels: { 'app.kubernetes.io/name': 'irsa-webhook' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'batch',
+    name: 'report-28930000-zzzzz',
+    serviceAccount: 'worker',
+    owner: { kind: 'Job', name: 'report-28930000' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'batch',
+    name: 'migrate-yyyyy',
+    serviceAccount: 'worker',
+    owner: { kind: 'Job', name: 'migrate' },
+    admission: 'unmutated',
+  },
+  {
+    namespace: 'apps',
+    name: 'hello-00001-deployment-5d9f7-abcde',
+    serviceAccount: 'hello',
+    owner: { kind: 'ReplicaSet', name: 'hello-00001-deployment-5d9f7' },
+    labels: {
+      'serving.knative.dev/service': 'hello',
+      'serving.knative.dev/revision': 'hello-00001',
+    },
+    admission: 'unmutated',
+  },
+  { namespace: 'kube-system', name: 'coredns-x', serviceAccount: 'web', admission: 'unmutated' },
+  { namespace: 'quiet', name: 'quiet-x', serviceAccount: 'web', admission: 'unmutated' },
+]
+
+/** The ServiceAccounts as they are now, and the owners the audit reads. */
+function putExampleObjects(cluster: AuditCluster): void {
   cluster.pods.putNamespace('quiet', { 'irsa-webhook': 'disabled' })
-  cluster.putServiceAccount(serviceAccount('quiet', 'web'))
-  const hash = '6d4b9c7f5'
-  const web = { serviceAccount: 'web', labels: { app: 'web', 'pod-template-hash': hash } }
+  for (const [namespace, name, annotations] of [
+    ['shop', 'web', undefined],
+    ['shop', 'plain', {}],
+    ['shop', 'bad', { 'api.vultr.com/role': 'not-a-role' }],
+    ['batch', 'worker', undefined],
+    ['apps', 'hello', undefined],
+    ['kube-system', 'web', undefined],
+    ['irsa-system', 'irsa-webhook', undefined],
+    ['quiet', 'web', undefined],
+  ] as const) {
+    cluster.putServiceAccount(serviceAccount(namespace, name, annotations))
+  }
+  const controller = (kind: string, name: string, apiVersion: string) => [
+    { apiVersion, kind, name, controller: true },
+  ]
   cluster.pods.putOwner('/apis/apps/v1/namespaces/shop/replicasets', {
     metadata: {
-      name: `web-${hash}`,
+      name: `web-${HASH}`,
       namespace: 'shop',
-      ownerReferences: [
-        { apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', controller: true },
-      ],
+      ownerReferences: controller('Deployment', 'web', 'apps/v1'),
     },
   })
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-aaaaa`, owner: rs(`web-${hash}`), ...web },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-bbbbb`, owner: rs(`web-${hash}`), ...web },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: `web-${hash}-ccccc`, owner: rs(`web-${hash}`), ...web },
-    'mutated',
-  )
-  // Its ReplicaSet is not readable (404): the Deployment is named by convention.
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'api-58c9d-qqqqq',
-      serviceAccount: 'web',
-      owner: rs('api-58c9d'),
-      labels: { 'pod-template-hash': '58c9d' },
-    },
-    'unmutated',
-  )
-  await put(cluster, { namespace: 'shop', name: 'debug', serviceAccount: 'plain' }, 'unmutated')
-  const sidecar = {
-    serviceAccount: 'web',
-    annotations: { 'api.vultr.com/skip-containers': 'proxy' },
-    containers: [
-      { name: 'app', image: 'registry.example/app:1' },
-      { name: 'proxy', image: 'registry.example/proxy:1' },
-    ],
-  }
-  await put(cluster, { namespace: 'shop', name: 'sidecar-ok', ...sidecar }, 'mutated')
-  await put(cluster, { namespace: 'shop', name: 'sidecar-missing', ...sidecar }, 'unmutated')
-  await put(cluster, { namespace: 'shop', name: 'bad-role', serviceAccount: 'bad' }, 'unmutated')
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'foreign-volume',
-      serviceAccount: 'web',
-      volumes: [{ name: 'vultr-irsa-token', emptyDir: {} }],
-    },
-    'unmutated',
-  )
-  // Admitted while shop/web had OTHER_ROLE; the annotation changed since.
-  cluster.putServiceAccount(serviceAccount('shop', 'web', { 'api.vultr.com/role': OTHER_ROLE }))
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'db-0',
-      serviceAccount: 'web',
-      owner: { kind: 'StatefulSet', name: 'db' },
-    },
-    'mutated',
-  )
-  cluster.putServiceAccount(serviceAccount('shop', 'web'))
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'db-1',
-      serviceAccount: 'web',
-      owner: { kind: 'StatefulSet', name: 'db' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'agent-x1',
-      serviceAccount: 'web',
-      owner: { kind: 'DaemonSet', name: 'agent' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'shop', name: 'finished', serviceAccount: 'web' },
-    'unmutated',
-    'Succeeded',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'static-node-1',
-      serviceAccount: 'web',
-      annotations: { 'kubernetes.io/config.mirror': 'abc' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'shop',
-      name: 'irsa-webhook-own',
-      serviceAccount: 'web',
-      labels: { 'app.kubernetes.io/name': 'irsa-webhook' },
-    },
-    'unmutated',
-  )
   cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
     metadata: {
       name: 'report-28930000',
       namespace: 'batch',
-      ownerReferences: [
-        { apiVersion: 'batch/v1', kind: 'CronJob', name: 'report', controller: true },
-      ],
+      ownerReferences: controller('CronJob', 'report', 'batch/v1'),
     },
   })
   cluster.pods.putOwner('/apis/batch/v1/namespaces/batch/jobs', {
     metadata: { name: 'migrate', namespace: 'batch' },
   })
-  await put(
-    cluster,
-    {
-      namespace: 'batch',
-      name: 'report-28930000-zzzzz',
-      serviceAccount: 'worker',
-      owner: { kind: 'Job', name: 'report-28930000' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'batch',
-      name: 'migrate-yyyyy',
-      serviceAccount: 'worker',
-      owner: { kind: 'Job', name: 'migrate' },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    {
-      namespace: 'apps',
-      name: 'hello-00001-deployment-5d9f7-abcde',
-      serviceAccount: 'hello',
-      owner: rs('hello-00001-deployment-5d9f7'),
-      labels: {
-        'serving.knative.dev/service': 'hello',
-        'serving.knative.dev/revision': 'hello-00001',
-      },
-    },
-    'unmutated',
-  )
-  await put(
-    cluster,
-    { namespace: 'kube-system', name: 'coredns-x', serviceAccount: 'web' },
-    'unmutated',
-  )
-  await put(cluster, { namespace: 'quiet', name: 'quiet-x', serviceAccount: 'web' }, 'unmutated')
+}
+
+async function admittedPod(cluster: AuditCluster, spec: ExamplePod): Promise<Json> {
+  const manifest = podManifest(spec)
+  if (spec.admission === 'unmutated') return manifest
+  if (spec.admission === 'mutated') return admitted(manifest, cluster.serviceAccounts)
+  const then = serviceAccount(spec.namespace, spec.serviceAccount ?? 'default', {
+    'api.vultr.com/role': spec.admission.mutatedWithRole,
+  })
+  return admitted(manifest, [then])
+}
+
+/**
+ * One pod per case the audit tells apart, in a cluster from `startAuditCluster(EXAMPLE_NAMESPACES)`
+ * (test/integration/cli-audit.test.ts states what each must come to; the examples in docs/cli.md are this cluster).
+ */
+export async function populateExample(cluster: AuditCluster): Promise<void> {
+  putExampleObjects(cluster)
+  for (const spec of EXAMPLE_PODS) {
+    cluster.pods.put(stored(await admittedPod(cluster, spec), spec.phase))
+  }
 }
