@@ -1,12 +1,14 @@
 /**
  * One measured run for `npm run bench:audit`, in its own process so its RSS is its own: `audit` (the command as
- * shipped, `-o json`), `audit-get` (the scan reading each ServiceAccount with a GET instead of one LIST), or `floor`
+ * shipped, `-o json`), `audit-get` (the scan and owner lookups, reading each ServiceAccount with a GET instead of
+ * one LIST; no output), or `floor`
  * (the same paginated pod and ServiceAccount LISTs, parsed, with no decision: the least any audit must do).
  * Prints one JSON line: { ms, maxRssMb, exitCode, pods, findings, requests }.
  *
  * Usage: node test/bench/audit-child.ts audit|audit-get|floor <kubeconfig> <chunk-size>
  * @module
  */
+import { createOwnerResolver } from '../../function/cli/audit-owners.ts'
 import { scanPods } from '../../function/cli/audit-scan.ts'
 import { createKubeClient, loadKubeConfig } from '../../function/cli/kube.ts'
 import { forEachListed } from '../../function/cli/kube-list.ts'
@@ -43,6 +45,9 @@ if (mode === 'audit') {
     note: (line) => process.stderr.write(`${line}\n`),
     serviceAccountReads: 'get',
   })
+  // The owner lookups the command does too, so the rows differ only in how ServiceAccounts are read.
+  const ownerOf = createOwnerResolver(client)
+  for (const finding of scan.findings) await ownerOf(finding)
   pods = scan.counts.scanned
   findings = scan.findings.length
 } else {
