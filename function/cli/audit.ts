@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs } from 'node:util'
+import type { ReviewSettings } from '../review-pod.ts'
 import { type Action, heal, recordEvent } from './audit-heal.ts'
 import { createOwnerResolver } from './audit-owners.ts'
 import {
@@ -174,9 +175,9 @@ function summarize(scan: ScanResult, entries: readonly AuditEntry[], options: Au
 async function buildReport(
   client: KubeClient,
   options: AuditOptions,
+  settings: ReviewSettings,
   io: Io,
 ): Promise<AuditReport> {
-  const settings = reviewSettingsFrom(options.set)
   const note = (line: string) => io.err(`irsa-webhook audit: ${line}\n`)
   const scan = await scanPods({
     client,
@@ -305,11 +306,11 @@ export async function runAudit(argv: string[], io: Io): Promise<number> {
     io.out(`${AUDIT_USAGE}\n`)
     return AUDIT_EXIT.ok
   }
-  reviewSettingsFrom(options.set)
+  const settings = reviewSettingsFrom(options.set)
   let report: AuditReport
   try {
     const client = createKubeClient(loadKubeConfig(options.kubeconfig))
-    report = await buildReport(client, options, io)
+    report = await buildReport(client, options, settings, io)
   } catch (error) {
     if (error instanceof UsageError) throw error
     const message =

@@ -381,6 +381,30 @@ describe('irsa-webhook audit', () => {
     assert.equal(run.stdout, '')
   })
 
+  test('403 on the namespaces LIST (needed for the namespaceSelector) or the configuration exits 3 naming it', async () => {
+    cluster.api.fault({ path: '/api/v1/namespaces', status: 403, times: 1 })
+    const namespaces = await audit(cluster)
+    assert.equal(namespaces.code, 3)
+    assert.match(namespaces.stderr, /grant the RBAC verb "list" on "namespaces"/)
+    cluster.api.fault({
+      path: /mutatingwebhookconfigurations\/irsa-webhook$/,
+      status: 403,
+      times: 1,
+    })
+    const configuration = await audit(cluster)
+    assert.equal(configuration.code, 3)
+    assert.match(
+      configuration.stderr,
+      /grant the RBAC verb "get" on "mutatingwebhookconfigurations.admissionregistration.k8s.io"/,
+    )
+  })
+
+  test('a kubeconfig that cannot be loaded exits 3 saying so', async () => {
+    const run = await runInProcess(['audit', '--kubeconfig', '/nonexistent/kubeconfig'])
+    assert.equal(run.code, 3)
+    assert.match(run.stderr, /cannot read the cluster: .*nonexistent/)
+  })
+
   test('each ServiceAccount is read once per run: one LIST, no GET per pod', async () => {
     await audit(cluster)
     assert.equal(cluster.api.requests.filter((r) => r.path === '/api/v1/serviceaccounts').length, 1)

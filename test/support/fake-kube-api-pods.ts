@@ -186,8 +186,11 @@ class PodStore implements FakePods {
     api.route('GET', POD_ONE, (req) => this.#getPod(req))
     api.route('POST', EVICTION, (req) => this.#evict(req))
     api.route('POST', EVENTS, (req) => this.#createEvent(req))
-    api.route('GET', /^\/apis\/(apps|batch)\/v1\/namespaces\/[^/]+\/[^/]+\/[^/]+$/, (req) =>
-      this.#getOwner(req),
+    // Only the owners the audit reads, so other objects under apps/batch stay with the base fake.
+    api.route(
+      'GET',
+      /^\/apis\/(apps\/v1\/namespaces\/[^/]+\/replicasets|batch\/v1\/namespaces\/[^/]+\/jobs)\/[^/]+$/,
+      (req) => this.#getOwner(req),
     )
   }
 
