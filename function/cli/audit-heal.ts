@@ -190,7 +190,7 @@ function eventMessage(finding: Finding): string {
 
 /** A name stable per pod and problem, so a rerun finds it taken (409) instead of piling up Events. */
 function eventName(finding: Finding): string {
-  const suffix = `.irsa-${finding.problem}-${finding.uid.slice(0, 8)}`
+  const suffix = `.irsa-${finding.problem}-${finding.uid.slice(0, 8) || 'pod'}`
   return `${finding.name.slice(0, 253 - suffix.length)}${suffix}`
 }
 

@@ -345,6 +345,11 @@ describe('irsa-webhook audit', () => {
     )
     assert.equal(report.pods.length, 12)
     assert.equal(new Set(report.pods.map((e) => e.name)).size, 12)
+    assert.equal(
+      report.summary['scanned'],
+      20,
+      'pods seen before the restart are not counted twice',
+    )
     assert.equal(report.summary['complete'], true)
     const gone = cluster.api.requests.filter(
       (r) => r.path === '/api/v1/pods' && r.query.has('continue'),
