@@ -87,10 +87,33 @@ function wantedEnv(
   return env.filter((entry) => !present.has(entry.name))
 }
 
+/** True for a user's own AWS_ROLE_ARN other than `roleArn` (the webhook keeps it). */
+function isOtherRole(
+  entry: { readonly name: string; readonly value?: string | undefined },
+  roleArn: string,
+) {
+  return entry.name === ENV.roleArn && entry.value !== roleArn
+}
+
+/**
+ * The containers (not skipped) whose own AWS_ROLE_ARN differs from `roleArn`: the webhook keeps theirs, so they do
+ * not use the ServiceAccount's role (the audit's `role-differs`).
+ */
+export function containersWithOtherRole(pod: Pod, roleArn: string): string[] {
+  const skip = skippedContainers(pod)
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers]
+    .filter(
+      (container) =>
+        !skip.has(container.name) &&
+        (container.env ?? []).some((entry) => isOtherRole(entry, roleArn)),
+    )
+    .map((container) => container.name)
+}
+
 function containerWarnings(container: Container, identity: Identity): string[] {
   const warnings: string[] = []
   for (const entry of container.env ?? []) {
-    if (entry.name === ENV.roleArn && entry.value !== identity.roleArn) {
+    if (isOtherRole(entry, identity.roleArn)) {
       warnings.push(
         `container ${container.name}: keeps its own ${ENV.roleArn}, not the ServiceAccount's`,
       )

@@ -3,6 +3,7 @@
  * @module
  */
 import { parseArgs } from 'node:util'
+import { checkMissingIdentity } from './doctor-audit.ts'
 import { checkExclusions, checkOidc, checkRbac } from './doctor-cluster.ts'
 import type { Check, CheckResult, DoctorContext, Status } from './doctor-context.ts'
 import {
@@ -43,6 +44,7 @@ const LATER: readonly Check[] = [
   checkExclusions,
   checkDryRunPod,
   checkOidc,
+  checkMissingIdentity,
 ]
 
 function parseDoctorArgs(argv: string[]) {

@@ -6,8 +6,8 @@
  * @module
  */
 import type { IncomingHttpHeaders } from 'node:http'
-import { request as httpRequest } from 'node:http'
-import { request as httpsRequest, type RequestOptions } from 'node:https'
+import { Agent as HttpAgent, request as httpRequest } from 'node:http'
+import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https'
 import { KubeConfig } from '@kubernetes/client-node'
 
 export interface KubeResponse {
@@ -69,16 +69,33 @@ function send(url: URL, options: RequestOptions, payload: string | undefined) {
   })
 }
 
+/**
+ * client-node's agent (one per cluster) does not keep connections alive: a command that sends many requests (the
+ * audit's owner lookups, evictions) would open a connection, and a TLS handshake, per request. The same TLS
+ * settings on a keep-alive agent, made once per client; a proxy agent is kept as it is.
+ */
+function keepAliveAgent(url: URL, given: RequestOptions['agent']): RequestOptions['agent'] {
+  if (given instanceof HttpsAgent && given.constructor === HttpsAgent) {
+    return url.protocol === 'https:'
+      ? new HttpsAgent({ ...given.options, keepAlive: true })
+      : new HttpAgent({ keepAlive: true })
+  }
+  return given
+}
+
 /** A client bound to the kubeconfig's current context. Every request gives up after `timeoutMs`. */
 export function createKubeClient(config: KubeConfig, timeoutMs = 15_000): KubeClient {
   const server = config.getCurrentCluster()?.server ?? ''
   const base = new URL(server)
   const prefix = base.pathname.replace(/\/$/, '')
+  let agent: RequestOptions['agent'] | undefined
   const client: KubeClient = {
     server,
     async request(method, path, body, accept = ACCEPT_JSON) {
       const options: RequestOptions = {}
       await config.applyToHTTPSOptions(options)
+      agent ??= keepAliveAgent(base, options.agent)
+      options.agent = agent
       const payload = body === undefined ? undefined : JSON.stringify(body)
       const headers: Record<string, string> = { accept }
       if (payload !== undefined) headers['content-type'] = 'application/json'

@@ -2,8 +2,8 @@
  * Command dispatch for `irsa-webhook <command>`: help, usage errors (exit 2) and unexpected failures (exit 1).
  * @module
  */
-
 import { VERSION } from '../version.ts'
+import { runAudit } from './audit.ts'
 import { runDoctor } from './doctor.ts'
 import { EXIT, type Io, UsageError } from './io.ts'
 import { runMutate } from './mutate.ts'
@@ -21,6 +21,10 @@ const COMMANDS: Readonly<Record<string, { run: Command; summary: string }>> = {
     summary: "print the payload that registers the cluster's OIDC issuer with Vultr",
   },
   doctor: { run: runDoctor, summary: 'check a live installation; exit 1 when a check fails' },
+  audit: {
+    run: runAudit,
+    summary: 'list pods admitted without their identity; --heal evicts them (exit 1: some found)',
+  },
 }
 
 const USAGE = `Usage: irsa-webhook <command> [options]

@@ -75,13 +75,7 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
   if (values.output !== 'yaml' && values.output !== 'json') {
     throw new UsageError(`--output must be yaml or json, got ${JSON.stringify(values.output)}`)
   }
-  const settings = parseSettings(values.set)
-  const unknown = Object.keys(settings).filter((key) => !SETTABLE.includes(key))
-  if (unknown.length > 0) {
-    throw new UsageError(`--set takes ${SETTABLE.join(', ')}; got ${unknown.join(', ')}`)
-  }
-  const config = loadConfig(settings)
-  if (!config.ok) throw new UsageError(`--set: ${config.error}`)
+  const settings = reviewSettingsFrom(values.set)
   return {
     files: positionals,
     serviceAccountFiles: values['service-account'],
@@ -89,8 +83,20 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
     patch: values.patch,
     manifestPaths: values['manifest-paths'],
     output: values.output,
-    settings: reviewSettings(config.value),
+    settings,
   }
+}
+
+/** The review settings from `--set KEY=VALUE` pairs (the webhook's config variables a review reads). */
+export function reviewSettingsFrom(pairs: readonly string[]): ReviewSettings {
+  const settings = parseSettings(pairs)
+  const unknown = Object.keys(settings).filter((key) => !SETTABLE.includes(key))
+  if (unknown.length > 0) {
+    throw new UsageError(`--set takes ${SETTABLE.join(', ')}; got ${unknown.join(', ')}`)
+  }
+  const config = loadConfig(settings)
+  if (!config.ok) throw new UsageError(`--set: ${config.error}`)
+  return reviewSettings(config.value)
 }
 
 function readAll(io: Io, files: readonly string[]): unknown[] {

@@ -17,6 +17,7 @@ import {
   type RecordedRequest,
   startFakeKubeApi,
 } from '../support/fake-kube-api.ts'
+import { type FakePods, installPods } from '../support/fake-kube-api-pods.ts'
 import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
 import { ROOT } from '../support/process.ts'
 import { createTestCertificates, type TestCertificates } from '../support/tls.ts'
@@ -36,6 +37,8 @@ export function manifest(path: string): Json[] {
 
 export interface FakeCluster {
   readonly api: FakeKubeApi
+  /** Stored pods (the audit's routes: LIST, GET, eviction, events). */
+  readonly pods: FakePods
   readonly mode: 'classic' | 'knative'
   readonly certs: TestCertificates
   readonly key: SigningKey
@@ -259,6 +262,7 @@ export async function startFakeCluster(mode: 'classic' | 'knative'): Promise<Fak
   const serviceAccounts: Json[] = []
   const cluster: FakeCluster = {
     api,
+    pods: installPods(api),
     mode,
     certs,
     key,

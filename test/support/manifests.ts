@@ -448,6 +448,8 @@ export function checkAudit(docs: Doc[]): void {
   assert.equal(container['image'], webhookContainer(docs)['image'], "the webhook's own image")
   assert.deepEqual(container['command'], [
     'node',
+    '--max-semi-space-size=8',
+    '--optimize-for-size',
     'dist/cli.js',
     'audit',
     '--heal',

@@ -258,8 +258,15 @@ describe('Dockerfile', () => {
   test('ships dist/cli.js where the audit CronJob runs it (WORKDIR /app)', () => {
     const [cron] = parseFiles('deploy/components/audit-cronjob/cronjob.yaml')
     const [container] = list<Container>(cron, 'spec.jobTemplate.spec.template.spec.containers')
-    const [node, script] = (container?.['command'] as string[] | undefined) ?? []
+    const command = (container?.['command'] as string[] | undefined) ?? []
+    const [node] = command
+    const script = command.find((arg) => arg.endsWith('.js'))
     assert.equal(node, 'node')
+    assert.deepEqual(
+      command.slice(1, command.indexOf(script ?? '')),
+      String(get(pkg, 'scripts.cli')).split(' ').slice(1, -1),
+      'the node flags `npm run cli` runs the CLI with',
+    )
     assert.equal(/^WORKDIR (\S+)$/m.exec(lastStage)?.[1], '/app')
     const shipped = /^COPY --from=target-node \S* ?\/app\/dist\/ (\S+)$/m.exec(lastStage)?.[1]
     assert.equal(shipped, '/app/dist/')
