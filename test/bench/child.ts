@@ -115,6 +115,17 @@ export function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
+/**
+ * CPU time (user + system) of this process's children that have exited and been reaped, in ms (clock ticks of
+ * 10 ms, from /proc/self/stat); NaN off Linux. The delta around one child's life is that child's CPU time.
+ */
+export function reapedChildrenCpuMs(): number {
+  const file = '/proc/self/stat'
+  if (!existsSync(file)) return Number.NaN
+  const fields = readFileSync(file, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[13]) + Number(fields[14])) * 10
+}
+
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined off Linux. */
 export function memoryOf(pid: number): { rss: number; peak: number } | undefined {
   const file = `/proc/${pid}/status`
