@@ -6,14 +6,12 @@
  * @module
  */
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { build } from 'esbuild'
+import { type BuildOptions, build } from 'esbuild'
 
 const outdir = new URL('../dist/', import.meta.url)
-rmSync(outdir, { recursive: true, force: true })
-mkdirSync(outdir, { recursive: true })
 
-const started = performance.now()
-const result = await build({
+/** The bundle's esbuild options (also used by test/bench/profile-start.ts for the metafile of the same build). */
+export const buildOptions = {
   entryPoints: [new URL('../handler.ts', import.meta.url).pathname],
   outdir: outdir.pathname,
   entryNames: '[name]',
@@ -34,10 +32,20 @@ const result = await build({
   banner: {
     js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
   },
-})
-// The bundle is ESM; this marks dist/ as such without needing the project's package.json at run time.
-writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
-const bytes = Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0)
-console.log(
-  `built dist/handler.js in ${Math.round(performance.now() - started)} ms (${(bytes / 1024 / 1024).toFixed(1)} MiB with map)`,
-)
+} satisfies BuildOptions
+
+if (import.meta.main) {
+  rmSync(outdir, { recursive: true, force: true })
+  mkdirSync(outdir, { recursive: true })
+  const started = performance.now()
+  const result = await build(buildOptions)
+  // The bundle is ESM; this marks dist/ as such without needing the project's package.json at run time.
+  writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
+  const bytes = Object.values(result.metafile.outputs).reduce(
+    (sum, output) => sum + output.bytes,
+    0,
+  )
+  console.log(
+    `built dist/handler.js in ${Math.round(performance.now() - started)} ms (${(bytes / 1024 / 1024).toFixed(1)} MiB with map)`,
+  )
+}
