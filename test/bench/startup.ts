@@ -60,7 +60,7 @@ export function bareFlags(program: Program): string[] {
 }
 
 /** `node <flags> -e 0`: spawn → exit, ms, and its CPU time. */
-async function bareStart(
+export async function bareStart(
   program: Program,
   vars: Record<string, string>,
 ): Promise<{ wall: number; cpu: number }> {
@@ -73,7 +73,8 @@ async function bareStart(
   return { wall, cpu: reapedChildrenCpuMs() - cpuBefore }
 }
 
-function tryConnect(port: number): Promise<Socket | undefined> {
+/** One TCP connect to 127.0.0.1:`port`: the connected socket, or undefined when refused. */
+export function tryConnect(port: number): Promise<Socket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ port, host: '127.0.0.1', noDelay: true })
     socket.once('connect', () => resolve(socket))
