@@ -5,23 +5,29 @@
  * Hono app on @hono/node-server (bundled by esbuild like ours, with its own warmed compile cache), and ours
  * (dist/handler.js, Knative HTTP mode, warmed compile cache, in-cluster settings; it GETs nothing before
  * listening). Prints wall and CPU medians and each side's ratio to the bare start. No load, no API calls.
- * Options: --runs N (default 11).
+ * Options: --runs N (default 11); --also DIR (repeatable): one more side, DIR/handler.js started like ours with a
+ * compile cache warmed for it, to compare another build of ours in the same rounds (e.g. an older commit's dist/).
  * @module
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
 import { ROOT } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
 import { cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
-import type { Program } from './image-command.ts'
+import { type CompileCache, type Program, warmCompileCache } from './image-command.ts'
 import { fixed, machineLines, median } from './report.ts'
 import { ensureBuild, freePort, OURS } from './setup.ts'
 import { bareStart, tryConnect } from './startup.ts'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '11' } } })
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '11' },
+    also: { type: 'string', multiple: true, default: [] },
+  },
+})
 const RUNS = Number(values.runs)
 
 const LISTEN = "listen(Number(process.env.PORT), '127.0.0.1')"
@@ -66,6 +72,7 @@ pinSelf()
 for (const line of machineLines()) console.log(line)
 console.log(ensureBuild())
 const dir = mkdtempSync(join(tmpdir(), 'irsa-start-layers-'))
+const caches: CompileCache[] = []
 try {
   const certs = createTestCertificates({ dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'] })
   // The in-cluster client reads token and ca.crt at start.
@@ -104,18 +111,25 @@ try {
       program: { entry: join(dir, 'hono.mjs'), nodeArgs: flags },
       env: cache('hono'),
     },
-    {
-      name: 'ours (dist/handler.js)',
-      program: OURS,
-      env: {
-        ...cache('ours'),
-        K_SERVICE: 'layers',
-        HOST: '127.0.0.1',
-        LOG_LEVEL: 'warn',
-        KUBERNETES_SERVICE_HOST: '127.0.0.1',
-        KUBE_SERVICEACCOUNT_DIR: serviceAccountDir,
-      },
-    },
+    ...[ROOT, ...values.also].map((build, index) => {
+      const dist = index === 0 ? join(ROOT, 'dist') : resolve(build)
+      const program = { entry: join(dist, 'handler.js'), nodeArgs: flags }
+      // As the bench does: the image's compile cache, written by scripts/warm-compile-cache.ts.
+      const compiled = warmCompileCache(program, dist)
+      caches.push(compiled)
+      return {
+        name: index === 0 ? 'ours (dist/handler.js)' : `ours (${build})`,
+        program,
+        env: {
+          NODE_COMPILE_CACHE: compiled.dir,
+          K_SERVICE: 'layers',
+          HOST: '127.0.0.1',
+          LOG_LEVEL: 'warn',
+          KUBERNETES_SERVICE_HOST: '127.0.0.1',
+          KUBE_SERVICEACCOUNT_DIR: serviceAccountDir,
+        },
+      }
+    }),
   ]
   // One unmeasured start each writes the compile caches.
   for (const side of sides) await listening(side)
@@ -147,5 +161,6 @@ try {
   }
   rmSync(certs.dir, { recursive: true, force: true })
 } finally {
+  for (const cache of caches) cache.close()
   rmSync(dir, { recursive: true, force: true })
 }
