@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { cpus } from 'node:os'
+import type { Duplex } from 'node:stream'
 import { ROOT } from '../support/process.ts'
 
 function hasTaskset(): boolean {
@@ -140,15 +141,23 @@ export interface Answer {
   readonly body: string
 }
 
-/** One POST with a fresh connection (no keep-alive); rejects on socket errors or after `timeoutMs`. */
-export function post(url: string, body: string, timeoutMs = 10_000): Promise<Answer> {
+/**
+ * One POST with a fresh connection (no keep-alive), or on the stream `connection` returns; rejects on socket errors
+ * or after `timeoutMs`.
+ */
+export function post(
+  url: string,
+  body: string,
+  timeoutMs = 10_000,
+  connection?: () => Duplex,
+): Promise<Answer> {
   const request = url.startsWith('https:') ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
-        agent: false,
+        ...(connection === undefined ? { agent: false } : { createConnection: connection }),
         rejectUnauthorized: false,
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         timeout: timeoutMs,

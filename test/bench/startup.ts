@@ -8,11 +8,9 @@
  * The ratios are medians over the rounds of ours/bare in that round.
  * @module
  */
-import { request as httpRequest } from 'node:http'
-import { request as httpsRequest } from 'node:https'
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import { type Answer, cpuMs, patchOf, reapedChildrenCpuMs, SERVER_CPU, spawnNode } from './child.ts'
+import { cpuMs, patchOf, post, reapedChildrenCpuMs, SERVER_CPU, spawnNode } from './child.ts'
 import type { Program } from './image-command.ts'
 import { fixed, median, verdict } from './report.ts'
 import { type Environment, freePort, OURS, oursEnv, type Scheme } from './setup.ts'
@@ -85,41 +83,6 @@ export function tryConnect(port: number): Promise<Socket | undefined> {
   })
 }
 
-/** POST `body` on an already connected socket (wrapped in TLS for https); resolves with the answer. */
-function postOn(socket: Socket, scheme: Scheme, port: number, body: string): Promise<Answer> {
-  const request = scheme === 'https' ? httpsRequest : httpRequest
-  const stream = () =>
-    scheme === 'https' ? tlsConnect({ socket, rejectUnauthorized: false }) : socket
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: '/mutate?timeout=10s',
-        method: 'POST',
-        createConnection: stream,
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          connection: 'close',
-        },
-        timeout: DEADLINE_MS,
-      },
-      (res) => {
-        let text = ''
-        res.setEncoding('utf8').on('data', (chunk: string) => {
-          text += chunk
-        })
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }))
-        res.on('error', reject)
-      },
-    )
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-    req.end(body)
-  })
-}
-
 /** Ours: spawn → listening and spawn → first 200 with a patch, in one process. */
 async function oursStart(
   program: Program,
@@ -147,7 +110,11 @@ async function oursStart(
       }
       const listening = performance.now() - server.spawnedAt
       const cpuListening = cpuMs(server.pid)
-      patchOf(await postOn(socket, scheme, port, body))
+      // The review goes on that first connection (wrapped in TLS for https).
+      const stream = () =>
+        scheme === 'https' ? tlsConnect({ socket, rejectUnauthorized: false }) : socket
+      const url = `${scheme}://127.0.0.1:${port}/mutate?timeout=10s`
+      patchOf(await post(url, body, DEADLINE_MS, stream))
       const firstPatch = performance.now() - server.spawnedAt
       return {
         listening,
