@@ -6,7 +6,7 @@
  * @see https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#response
  * @module
  */
-import { z } from 'zod'
+import * as z from 'zod'
 import type { AddOperation } from './mutate-pod.ts'
 import { err, ok, type Result } from './result.ts'
 

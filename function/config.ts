@@ -3,7 +3,9 @@
  * `handler.ts` passes `process.env`. Every problem is reported at once, and a bad value stops the process at start.
  * @module
  */
-import { z } from 'zod'
+// A namespace import (not `import { z }`, which is an object holding all of zod): the bundler keeps only what is
+// used, which leaves out zod's 40-odd locales and halves what a cold start loads (docs/performance.md, cold start).
+import * as z from 'zod'
 import { type InClusterSettings, inClusterSettings } from './in-cluster.ts'
 import { DEFAULTS, MAX_EXPIRATION_SECONDS, MIN_EXPIRATION_SECONDS } from './names.ts'
 import { err, ok, type Result } from './result.ts'

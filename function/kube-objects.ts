@@ -3,7 +3,7 @@
  * through untouched (they are never re-serialised: patches address the raw request object).
  * @module
  */
-import { z } from 'zod'
+import * as z from 'zod'
 
 /** An env var as the webhook reads it. */
 export interface EnvVar {

@@ -19,9 +19,8 @@ const { version } = JSON.parse(
 }
 
 const outdir = new URL('../dist/', import.meta.url)
-rmSync(outdir, { recursive: true, force: true })
-mkdirSync(outdir, { recursive: true })
 
+/** What both bundles share. */
 const common = {
   outdir: outdir.pathname,
   bundle: true,
@@ -41,30 +40,39 @@ const common = {
   },
 } satisfies BuildOptions
 
-const started = performance.now()
-const [server, cli] = await Promise.all([
-  build({
-    ...common,
-    entryPoints: [{ in: new URL('../handler.ts', import.meta.url).pathname, out: 'handler' }],
-    // @kubernetes/client-node is imported dynamically (kubeconfig and watch modes only): keep it in its own chunk
-    // so the default in-cluster path never loads it.
-    splitting: true,
-    chunkNames: 'chunks/[name]-[hash]',
-  }),
-  // No splitting: its dynamic imports are inlined, so the CLI is one file and shares no chunk with the server.
-  build({
-    ...common,
-    entryPoints: [{ in: new URL('../bin/irsa-webhook.ts', import.meta.url).pathname, out: 'cli' }],
-  }),
-])
-// The bundle is ESM; this marks dist/ as such without needing the project's package.json at run time.
-writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
-const mib = (result: typeof server) =>
-  (
-    Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0) /
-    1024 /
-    1024
-  ).toFixed(1)
-console.log(
-  `built ${version}: dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
-)
+/** The server bundle's esbuild options (also used by test/bench/profile-start.ts for the metafile of the same build). */
+export const buildOptions = {
+  ...common,
+  entryPoints: [{ in: new URL('../handler.ts', import.meta.url).pathname, out: 'handler' }],
+  // @kubernetes/client-node is imported dynamically (kubeconfig and watch modes only): keep it in its own chunk
+  // so the default in-cluster path never loads it.
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+} satisfies BuildOptions
+
+if (import.meta.main) {
+  rmSync(outdir, { recursive: true, force: true })
+  mkdirSync(outdir, { recursive: true })
+  const started = performance.now()
+  const [server, cli] = await Promise.all([
+    build(buildOptions),
+    // No splitting: its dynamic imports are inlined, so the CLI is one file and shares no chunk with the server.
+    build({
+      ...common,
+      entryPoints: [
+        { in: new URL('../bin/irsa-webhook.ts', import.meta.url).pathname, out: 'cli' },
+      ],
+    }),
+  ])
+  // The bundle is ESM; this marks dist/ as such without needing the project's package.json at run time.
+  writeFileSync(new URL('package.json', outdir), `${JSON.stringify({ type: 'module' })}\n`)
+  const mib = (result: typeof server) =>
+    (
+      Object.values(result.metafile.outputs).reduce((sum, output) => sum + output.bytes, 0) /
+      1024 /
+      1024
+    ).toFixed(1)
+  console.log(
+    `built ${version}: dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
+  )
+}

@@ -2,7 +2,9 @@
  * `npm run bench`: the built server (dist/handler.js) against the floor (test/bench/floor-server.ts), same load,
  * same run. Throughput and latency over HTTPS and HTTP for three real AdmissionReview sizes with the SA cache on
  * (TTL 10 s, the default) and off (TTL 0: a ServiceAccount GET per request), info-level logging as an extra row,
- * peak RSS after load, and cold start (spawn → first /mutate answer with a patch). Ratios are ours/floor.
+ * peak RSS after load, and cold start (spawn → first /mutate answer with a patch). Ratios are ours/floor, except
+ * the start-up rows of startup.ts: spawn → listening and spawn → first 200 with a patch against a bare `node -e 0`
+ * (issue 12's yardstick).
  * Ours runs as the image runs it (node flags of the `start` script, warmed NODE_COMPILE_CACHE); the floor plain.
  *
  * Each row is several short rounds, ours and the floor back to back, alternating who goes first; the req/s
@@ -11,7 +13,8 @@
  * (/proc) is printed too: at saturation req/s is about 1 / CPU per review, and CPU time is less disturbed by
  * other tenants than wall-clock throughput.
  *
- * Options: --seconds N (per round, default 3), --rounds N (default 5), --runs N (cold starts per server, default 5).
+ * Options: --seconds N (per round, default 3), --rounds N (default 5), --runs N (cold starts per server, default 5),
+ * --start-runs N (paired rounds against bare node per scheme, default 11).
  * @module
  */
 import { parseArgs } from 'node:util'
@@ -42,17 +45,20 @@ import {
   startEnvironment,
   startServer,
 } from './setup.ts'
+import { startupLines, startupRatios, startupTargets } from './startup.ts'
 
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '3' },
     rounds: { type: 'string', default: '5' },
     runs: { type: 'string', default: '5' },
+    'start-runs': { type: 'string', default: '11' },
   },
 })
 const SECONDS = Number(values.seconds)
 const ROUNDS = Number(values.rounds)
 const RUNS = Number(values.runs)
+const START_RUNS = Number(values['start-runs'])
 const payloads = buildPayloads()
 
 interface Row {
@@ -180,6 +186,13 @@ async function main(): Promise<void> {
     )
     const coldHttp = await coldStarts(env, 'http', payloads.small.body, RUNS)
     const coldHttps = await coldStarts(env, 'https', payloads.small.body, RUNS)
+    const start = {
+      http: await startupRatios(env, 'http', payloads.small.body, START_RUNS),
+      https: await startupRatios(env, 'https', payloads.small.body, START_RUNS),
+    }
+    for (const scheme of ['http', 'https'] as const) {
+      for (const line of startupLines(scheme, start[scheme])) console.log(line)
+    }
     const typical = https.rows.get('typical')
     if (typical === undefined) throw new Error('no typical https result')
     console.log('\ntargets (ours/floor):')
@@ -214,6 +227,8 @@ async function main(): Promise<void> {
       },
     ]
     for (const target of targets) console.log(verdict(target))
+    console.log('targets (ours/bare node -e 0, same binary, flags and pinning):')
+    for (const line of startupTargets(start, START_RUNS)) console.log(line)
     console.log(`\nbench took ${((performance.now() - started) / 1000).toFixed(0)} s`)
   } finally {
     await env.close()

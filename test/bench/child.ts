@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { cpus } from 'node:os'
+import type { Duplex } from 'node:stream'
 import { ROOT } from '../support/process.ts'
 
 function hasTaskset(): boolean {
@@ -115,6 +116,17 @@ export function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
+/**
+ * CPU time (user + system) of this process's children that have exited and been reaped, in ms (clock ticks of
+ * 10 ms, from /proc/self/stat); NaN off Linux. The delta around one child's life is that child's CPU time.
+ */
+export function reapedChildrenCpuMs(): number {
+  const file = '/proc/self/stat'
+  if (!existsSync(file)) return Number.NaN
+  const fields = readFileSync(file, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[13]) + Number(fields[14])) * 10
+}
+
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB; undefined off Linux. */
 export function memoryOf(pid: number): { rss: number; peak: number } | undefined {
   const file = `/proc/${pid}/status`
@@ -129,15 +141,23 @@ export interface Answer {
   readonly body: string
 }
 
-/** One POST with a fresh connection (no keep-alive); rejects on socket errors or after `timeoutMs`. */
-export function post(url: string, body: string, timeoutMs = 10_000): Promise<Answer> {
+/**
+ * One POST with a fresh connection (no keep-alive), or on the stream `connection` returns; rejects on socket errors
+ * or after `timeoutMs`.
+ */
+export function post(
+  url: string,
+  body: string,
+  timeoutMs = 10_000,
+  connection?: () => Duplex,
+): Promise<Answer> {
   const request = url.startsWith('https:') ? httpsRequest : httpRequest
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       {
         method: 'POST',
-        agent: false,
+        ...(connection === undefined ? { agent: false } : { createConnection: connection }),
         rejectUnauthorized: false,
         headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
         timeout: timeoutMs,

@@ -55,12 +55,12 @@ function accepted(program: Program, dir: string): boolean {
 }
 
 /**
- * Writes Node's compile cache for `dist/` into a fresh temp dir (`node scripts/warm-compile-cache.ts <abs dist>`,
+ * Writes Node's compile cache for `dist/` (or another build's directory) into a fresh temp dir (`node scripts/warm-compile-cache.ts <abs dist>`,
  * which exits 1 on purpose after writing it), then checks that ours, started with its flags, accepts it.
  */
-export function warmCompileCache(program: Program): CompileCache {
+export function warmCompileCache(program: Program, dist = join(ROOT, 'dist')): CompileCache {
   const dir = mkdtempSync(join(tmpdir(), 'irsa-bench-compile-cache-'))
-  const warm = spawnSync(process.execPath, ['scripts/warm-compile-cache.ts', join(ROOT, 'dist')], {
+  const warm = spawnSync(process.execPath, ['scripts/warm-compile-cache.ts', dist], {
     cwd: ROOT,
     env: { PATH: process.env['PATH'] ?? '', NODE_COMPILE_CACHE: dir },
     encoding: 'utf8',

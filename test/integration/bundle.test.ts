@@ -93,6 +93,21 @@ describe('the esbuild bundles (dist/handler.js, dist/cli.js)', () => {
     )
   })
 
+  it('leaves what the webhook does not use of zod (its locales) out of what a start loads', () => {
+    const main = readFileSync(join(ROOT, 'dist/handler.js'), 'utf8')
+    const chunks = [...main.matchAll(/^import [^;]*? from "\.\/(chunks\/[^"]+)";$/gms)].map(
+      (match) => readFileSync(join(ROOT, 'dist', match[1] ?? ''), 'utf8'),
+    )
+    const zod = chunks.filter((code) => code.includes('node_modules/zod/'))
+    assert.equal(zod.length, 1, 'zod is in one chunk loaded at start')
+    // esbuild marks each bundled file with a `// node_modules/...` comment; English is the one locale in use.
+    const locales = [...(zod[0] ?? '').matchAll(/^\/\/ node_modules\/zod\/v4\/locales\/(\S+)$/gm)]
+    assert.deepEqual(
+      locales.map((match) => match[1]),
+      ['en.js'],
+    )
+  })
+
   it('starts from the compile cache that the image build writes (scripts/warm-compile-cache.ts)', async (t) => {
     const cache = join(dir, 'compile-cache')
     const warm = await promisify(execFile)(
