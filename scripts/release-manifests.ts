@@ -131,8 +131,9 @@ export function pinImage(ref: string, allowTag: boolean): PinnedImage {
   try {
     parsed = parseQualifiedName(ref)
   } catch (error) {
+    const lower = lowercaseName(ref)
     throw new UsageError(
-      `--image ${JSON.stringify(ref)} is not an image reference (${(error as Error).message}); expected REGISTRY/NAME@sha256:<64 hex digits>`,
+      `--image ${JSON.stringify(ref)} is not an image reference (${(error as Error).message}); ${lower ? `did you mean ${lower}? (repository names are lower case: ghcr.io/<owner>/<repo> lower-cased)` : 'expected REGISTRY/NAME@sha256:<64 hex digits>'}`,
     )
   }
   const name = parsed.domain ? `${parsed.domain}/${parsed.repository}` : String(parsed.repository)
@@ -147,6 +148,22 @@ export function pinImage(ref: string, allowTag: boolean): PinnedImage {
       `--image ${JSON.stringify(ref)} is pinned by tag only, and a tag can be pushed again; give the digest (${name}@sha256:<64 hex digits>), or --allow-tag for a test install`,
     )
   return { name, digest: undefined, tag: parsed.tag, ref: `${name}:${parsed.tag}` }
+}
+
+/** REF with its registry and repository lower-cased (tag and digest kept), when that is a valid reference. */
+function lowercaseName(ref: string): string | undefined {
+  const at = ref.indexOf('@')
+  const nameTag = at < 0 ? ref : ref.slice(0, at)
+  const tagAt = nameTag.indexOf(':', nameTag.lastIndexOf('/') + 1)
+  const name = tagAt < 0 ? nameTag : nameTag.slice(0, tagAt)
+  const candidate = `${name.toLowerCase()}${ref.slice(name.length)}`
+  if (candidate === ref) return undefined
+  try {
+    parseQualifiedName(candidate)
+    return candidate
+  } catch {
+    return undefined
+  }
 }
 
 /**

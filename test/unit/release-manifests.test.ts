@@ -232,9 +232,16 @@ describe('release:manifests refuses what must not ship (exit 2) and reports fail
       /not an image reference/,
     ],
     [
-      'an upper-case repository',
+      'an upper-case repository (the lower-case reference is suggested)',
       ['--image', `ghcr.io/Owner/irsa-webhook@${DIGEST}`],
-      /not an image reference/,
+      new RegExp(
+        `not an image reference .*; did you mean ghcr\\.io/owner/irsa-webhook@${DIGEST}\\?`,
+      ),
+    ],
+    [
+      'an upper-case repository with a tag (the tag is kept)',
+      ['--image', 'registry.example.org:5000/Team/irsa-webhook:RC1'],
+      /did you mean registry\.example\.org:5000\/team\/irsa-webhook:RC1\?/,
     ],
     ['no --image', [], /--image is required/],
     ['an unknown option', ['--image', IMAGE, '--push'], /Unknown option '--push'/],
