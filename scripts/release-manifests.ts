@@ -12,7 +12,7 @@
  *   irsa-webhook-classic-cert-manager.yaml      deploy/overlays/cert-manager  the same, certificates by cert-manager
  *   irsa-webhook-audit-cronjob.yaml             the heal CronJob alone, an add-on to any of the others
  *
- * and prints the step each one still needs (generate-certs.sh, or none with cert-manager).
+ * and prints the step each one still needs (generate-certs.sh; none with cert-manager, none for the add-on).
  * The knative bundle is issue 10's default profile for scale-to-zero: failurePolicy Ignore lets a Pod through
  * unmutated when a cold start outlasts the webhook timeout, so the heal CronJob (deploy/components/audit-cronjob)
  * comes with it. The other bundles refuse such Pods (Fail), and take the CronJob as the add-on if wanted.
