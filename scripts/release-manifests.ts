@@ -5,12 +5,17 @@
  *
  * writes, to DIR (default `release/`), one plain YAML file per install path, for `kubectl apply -f URL`:
  *
- *   irsa-webhook-knative.yaml                 knative/                       scale-to-zero, failurePolicy Ignore
- *   irsa-webhook-knative-production.yaml      knative/overlays/production    min-scale 1, failurePolicy Fail
- *   irsa-webhook-classic.yaml                 deploy/                        2 HTTPS replicas, failurePolicy Fail
- *   irsa-webhook-classic-cert-manager.yaml    deploy/overlays/cert-manager   the same, certificates by cert-manager
+ *   irsa-webhook-knative.yaml                   knative/ + the heal CronJob   scale-to-zero, failurePolicy Ignore
+ *   irsa-webhook-knative-production.yaml        knative/overlays/production   min-scale 1, failurePolicy Fail
+ *   irsa-webhook-knative-opt-in-label.yaml      knative/ + opt-in-label       scale-to-zero, labelled Pods only, Fail
+ *   irsa-webhook-classic.yaml                   deploy/                       2 HTTPS replicas, failurePolicy Fail
+ *   irsa-webhook-classic-cert-manager.yaml      deploy/overlays/cert-manager  the same, certificates by cert-manager
+ *   irsa-webhook-audit-cronjob.yaml             the heal CronJob alone, an add-on to any of the others
  *
- * and prints the certificate step each one still needs (generate-certs.sh, or none with cert-manager).
+ * and prints the step each one still needs (generate-certs.sh; none with cert-manager, none for the add-on).
+ * The knative bundle is issue 10's default profile for scale-to-zero: failurePolicy Ignore lets a Pod through
+ * unmutated when a cold start outlasts the webhook timeout, so the heal CronJob (deploy/components/audit-cronjob)
+ * comes with it. The other bundles refuse such Pods (Fail), and take the CronJob as the add-on if wanted.
  * The image must carry a digest (`name@sha256:…` or `name:tag@sha256:…`); a bare tag can be re-pushed, so it is
  * refused unless `--allow-tag` (for a test cluster). Needs `kubectl` (its built-in kustomize; works offline).
  *
@@ -19,7 +24,15 @@
  * @module
  */
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -36,35 +49,71 @@ export interface Bundle {
   readonly file: string
   /** The kustomization it is rendered from, relative to the repository root. */
   readonly kustomization: string
+  /** Components added to it (as a user adds them to `components:`), relative to the repository root. */
+  readonly components: readonly string[]
+  /** Only the objects of these components (an add-on bundle); the kustomization just places them. */
+  readonly componentsOnly: boolean
   readonly summary: string
-  /** The certificate step left after `kubectl apply -f`, or undefined when there is none. */
-  readonly certificates: string | undefined
+  /** What is left to do after `kubectl apply -f`. */
+  readonly afterApply: string
 }
+
+const AUDIT_CRONJOB = 'deploy/components/audit-cronjob'
+const OPT_IN_LABEL = 'deploy/components/opt-in-label'
+const NO_STEP_CERT_MANAGER = 'nothing: cert-manager issues the certificate and injects caBundle'
 
 export const BUNDLES: readonly Bundle[] = [
   {
     file: 'irsa-webhook-knative.yaml',
     kustomization: 'knative',
-    summary: 'Knative (Kourier YAML install), scale-to-zero, failurePolicy Ignore',
-    certificates: './generate-certs.sh --mode knative',
+    components: [AUDIT_CRONJOB],
+    componentsOnly: false,
+    summary:
+      'Knative (Kourier YAML install), scale-to-zero, failurePolicy Ignore, with the heal CronJob',
+    afterApply: './generate-certs.sh --mode knative',
   },
   {
     file: 'irsa-webhook-knative-production.yaml',
     kustomization: 'knative/overlays/production',
+    components: [],
+    componentsOnly: false,
     summary: 'Knative (Kourier YAML install), min-scale 1, failurePolicy Fail',
-    certificates: './generate-certs.sh --mode knative',
+    afterApply: './generate-certs.sh --mode knative',
+  },
+  {
+    file: 'irsa-webhook-knative-opt-in-label.yaml',
+    kustomization: 'knative',
+    components: [OPT_IN_LABEL],
+    componentsOnly: false,
+    summary:
+      'Knative (Kourier YAML install), scale-to-zero, only Pods labelled api.vultr.com/irsa: "true", failurePolicy Fail',
+    afterApply: './generate-certs.sh --mode knative',
   },
   {
     file: 'irsa-webhook-classic.yaml',
     kustomization: 'deploy',
+    components: [],
+    componentsOnly: false,
     summary: 'classic Deployment, 2 HTTPS replicas, failurePolicy Fail',
-    certificates: './generate-certs.sh --mode classic',
+    afterApply: './generate-certs.sh --mode classic',
   },
   {
     file: 'irsa-webhook-classic-cert-manager.yaml',
     kustomization: 'deploy/overlays/cert-manager',
+    components: [],
+    componentsOnly: false,
     summary: 'classic Deployment, certificates issued by cert-manager (>= 1.0, cainjector enabled)',
-    certificates: undefined,
+    afterApply: NO_STEP_CERT_MANAGER,
+  },
+  {
+    file: 'irsa-webhook-audit-cronjob.yaml',
+    kustomization: 'deploy',
+    components: [AUDIT_CRONJOB],
+    componentsOnly: true,
+    summary:
+      'the heal CronJob alone (irsa-webhook audit --heal --events every 5 minutes, its own ServiceAccount and ClusterRole)',
+    afterApply:
+      'nothing: an add-on, applied after one of the other bundles (irsa-webhook-knative.yaml already has it)',
   },
 ]
 
@@ -82,8 +131,9 @@ export function pinImage(ref: string, allowTag: boolean): PinnedImage {
   try {
     parsed = parseQualifiedName(ref)
   } catch (error) {
+    const lower = lowercaseName(ref)
     throw new UsageError(
-      `--image ${JSON.stringify(ref)} is not an image reference (${(error as Error).message}); expected REGISTRY/NAME@sha256:<64 hex digits>`,
+      `--image ${JSON.stringify(ref)} is not an image reference (${(error as Error).message}); ${lower ? `did you mean ${lower}? (repository names are lower case: ghcr.io/<owner>/<repo> lower-cased)` : 'expected REGISTRY/NAME@sha256:<64 hex digits>'}`,
     )
   }
   const name = parsed.domain ? `${parsed.domain}/${parsed.repository}` : String(parsed.repository)
@@ -98,6 +148,22 @@ export function pinImage(ref: string, allowTag: boolean): PinnedImage {
       `--image ${JSON.stringify(ref)} is pinned by tag only, and a tag can be pushed again; give the digest (${name}@sha256:<64 hex digits>), or --allow-tag for a test install`,
     )
   return { name, digest: undefined, tag: parsed.tag, ref: `${name}:${parsed.tag}` }
+}
+
+/** REF with its registry and repository lower-cased (tag and digest kept), when that is a valid reference. */
+function lowercaseName(ref: string): string | undefined {
+  const at = ref.indexOf('@')
+  const nameTag = at < 0 ? ref : ref.slice(0, at)
+  const tagAt = nameTag.indexOf(':', nameTag.lastIndexOf('/') + 1)
+  const name = tagAt < 0 ? nameTag : nameTag.slice(0, tagAt)
+  const candidate = `${name.toLowerCase()}${ref.slice(name.length)}`
+  if (candidate === ref) return undefined
+  try {
+    parseQualifiedName(candidate)
+    return candidate
+  } catch {
+    return undefined
+  }
 }
 
 /**
@@ -127,9 +193,10 @@ export function renderKustomization(
 /** One bundle's YAML: the kustomization with the image replaced, under a header saying what it is. */
 export function renderBundle(bundle: Bundle, image: PinnedImage, version: string): string {
   const pin = image.digest !== undefined ? `digest: ${image.digest}` : `newTag: "${image.tag}"`
-  const yaml = renderKustomization(
+  const rendered = renderKustomization(
     [
       `resources: [${bundle.kustomization}]`,
+      `components: [${bundle.components.join(', ')}]`,
       'images:',
       `  - name: ${BASE_IMAGE}`,
       `    newName: ${image.name}`,
@@ -137,13 +204,39 @@ export function renderBundle(bundle: Bundle, image: PinnedImage, version: string
       '',
     ].join('\n'),
   )
+  const yaml = bundle.componentsOnly ? componentObjects(rendered, bundle.components) : rendered
+  const from = [`${bundle.kustomization}/`, ...bundle.components].join(' + ')
   return [
     `# irsa-webhook ${version}: ${bundle.summary}.`,
-    `# Rendered from ${bundle.kustomization}/ by npm run release:manifests; image ${image.ref}.`,
+    `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; image ${image.ref}.`,
     `# Install: kubectl apply -f ${bundle.file}`,
-    `# Then: ${bundle.certificates ?? 'nothing (cert-manager issues the certificate and injects caBundle)'}`,
+    `# Then: ${bundle.afterApply}`,
     yaml,
   ].join('\n')
+}
+
+/**
+ * The documents of `rendered` (kubectl kustomize output) that `components` add: those whose kind and name one of
+ * the components' own manifests declares. Kept as kubectl wrote them.
+ */
+function componentObjects(rendered: string, components: readonly string[]): string {
+  const declared = new Set(
+    components.flatMap((dir) =>
+      readdirSync(join(ROOT, dir))
+        .filter((file) => file.endsWith('.yaml') && file !== 'kustomization.yaml')
+        .flatMap((file) => parseYamlDocuments(readFileSync(join(ROOT, dir, file), 'utf8')))
+        .map(objectKey),
+    ),
+  )
+  return rendered
+    .split(/^---\n/m)
+    .filter((text) => declared.has(objectKey(parseYamlDocuments(text)[0])))
+    .join('---\n')
+}
+
+const objectKey = (doc: unknown): string => {
+  const { kind, metadata } = (doc ?? {}) as { kind?: string; metadata?: { name?: string } }
+  return `${kind}/${metadata?.name}`
 }
 
 function packageVersion(): string {
@@ -206,11 +299,8 @@ export function main(argv: string[], out = process.stdout, err = process.stderr)
   out.write(
     [
       '',
-      `irsa-webhook ${version}, image ${image.ref}. Install one bundle, then its certificate step:`,
-      ...BUNDLES.map(
-        (b) =>
-          `  kubectl apply -f ${b.file}\n      ${b.certificates ?? '(no step: cert-manager issues the certificate and injects caBundle)'}`,
-      ),
+      `irsa-webhook ${version}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
+      ...BUNDLES.map((b) => `  kubectl apply -f ${b.file}\n      then ${b.afterApply}`),
       'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
       '',
     ].join('\n'),

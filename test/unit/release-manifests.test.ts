@@ -9,9 +9,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { isDeepStrictEqual } from 'node:util'
 import { BUNDLES } from '../../scripts/release-manifests.ts'
 import {
   type Container,
+  checkAudit,
   checkClassic,
   checkKnative,
   type Doc,
@@ -21,6 +23,7 @@ import {
   one,
   parse,
   render,
+  renderWith,
 } from '../support/manifests.ts'
 import { ROOT } from '../support/process.ts'
 
@@ -41,8 +44,12 @@ function release(args: string[], path = process.env['PATH'] ?? '') {
   return { code: run.status, stdout: run.stdout, stderr: run.stderr }
 }
 
+/** The containers of every workload: Deployment, Knative Service, CronJob. */
 const containersOf = (docs: Doc[]): Container[] =>
-  docs.flatMap((doc) => list<Container>(doc, 'spec.template.spec.containers'))
+  docs.flatMap((doc) => [
+    ...list<Container>(doc, 'spec.template.spec.containers'),
+    ...list<Container>(doc, 'spec.jobTemplate.spec.template.spec.containers'),
+  ])
 
 /** The objects with every container image replaced, for comparing a bundle with its kustomization. */
 const withImage = (docs: Doc[], image: string): Doc[] =>
@@ -58,30 +65,45 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
   })
   after(() => rmSync(out, { recursive: true, force: true }))
 
-  test('are written, four of them, and the certificate steps are printed at the end', () => {
+  test('are written, six of them, and the step each one needs is printed at the end', () => {
     assert.equal(run.code, 0, run.stderr)
     assert.deepEqual(
       BUNDLES.map((b) => b.file),
       [
         'irsa-webhook-knative.yaml',
         'irsa-webhook-knative-production.yaml',
+        'irsa-webhook-knative-opt-in-label.yaml',
         'irsa-webhook-classic.yaml',
         'irsa-webhook-classic-cert-manager.yaml',
+        'irsa-webhook-audit-cronjob.yaml',
       ],
     )
     const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
-    assert.match(steps, /irsa-webhook-knative\.yaml\n\s+\.\/generate-certs\.sh --mode knative\n/)
-    assert.match(steps, /irsa-webhook-classic\.yaml\n\s+\.\/generate-certs\.sh --mode classic\n/)
-    assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+\(no step: cert-manager/)
+    assert.match(
+      steps,
+      /irsa-webhook-knative\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
+    )
+    assert.match(
+      steps,
+      /irsa-webhook-knative-opt-in-label\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
+    )
+    assert.match(
+      steps,
+      /irsa-webhook-classic\.yaml\n\s+then \.\/generate-certs\.sh --mode classic\n/,
+    )
+    assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+then nothing: cert-manager/)
+    assert.match(steps, /irsa-webhook-audit-cronjob\.yaml\n\s+then nothing: an add-on/)
   })
 
-  for (const { file, kustomization } of BUNDLES) {
-    test(`${file} is ${kustomization}/ with the image pinned by digest and the version label`, () => {
+  for (const { file, kustomization, components, componentsOnly } of BUNDLES) {
+    const from = [kustomization, ...components].join(' + ')
+    test(`${file} is ${from}${componentsOnly ? ' (its components only)' : ''} with the image pinned by digest and the version label`, () => {
       const text = bundle(file)
       assert.match(text, new RegExp(`^# irsa-webhook ${version.replaceAll('.', '\\.')}: `))
       const docs = parse(text)
       const images = containersOf(docs).map((c) => c['image'])
-      assert.deepEqual(images, [IMAGE])
+      assert.ok(images.length > 0)
+      assert.deepEqual(new Set(images), new Set([IMAGE]))
       for (const doc of docs) {
         assert.equal(
           (get(doc, 'metadata.labels') as Record<string, string>)['app.kubernetes.io/version'],
@@ -89,21 +111,53 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
           `${doc['kind']} ${get(doc, 'metadata.name')}`,
         )
       }
-      // Nothing else differs from what `kubectl apply -k` of the tree would create.
-      assert.deepEqual(docs, withImage(render(kustomization), IMAGE))
+      // Nothing else differs from what `kubectl apply -k` of the tree (with those components) would create.
+      const tree =
+        components.length === 0
+          ? render(kustomization)
+          : renderWith(`resources: [${kustomization}]\ncomponents: [${components.join(', ')}]\n`)
+      const expected = componentsOnly
+        ? tree.filter((doc) => !render(kustomization).some((d) => isDeepStrictEqual(d, doc)))
+        : tree
+      assert.deepEqual(docs, withImage(expected, IMAGE))
     })
   }
 
   test('hold the invariants of the kustomize trees', () => {
-    assert.equal(
-      checkKnative(parse(bundle('irsa-webhook-knative.yaml')), 'scale-to-zero'),
-      'kourier-system',
-    )
+    const knative = parse(bundle('irsa-webhook-knative.yaml'))
+    assert.equal(checkKnative(knative, 'scale-to-zero'), 'kourier-system')
+    checkAudit(knative)
     checkKnative(parse(bundle('irsa-webhook-knative-production.yaml')), 'production')
-    checkClassic(parse(bundle('irsa-webhook-classic.yaml')))
+    checkKnative(parse(bundle('irsa-webhook-knative-opt-in-label.yaml')), 'scale-to-zero', true)
+    const classic = parse(bundle('irsa-webhook-classic.yaml'))
+    checkClassic(classic)
     const certManager = parse(bundle('irsa-webhook-classic-cert-manager.yaml'))
     checkClassic(certManager)
     one(certManager, 'Certificate', 'irsa-webhook')
+  })
+
+  test('the audit-cronjob add-on completes any other bundle, and is what the knative bundle already has', () => {
+    const addOn = parse(bundle('irsa-webhook-audit-cronjob.yaml'))
+    assert.deepEqual(addOn.map((doc) => doc['kind']).sort(), [
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CronJob',
+      'ServiceAccount',
+    ])
+    const knative = parse(bundle('irsa-webhook-knative.yaml'))
+    for (const doc of addOn)
+      assert.ok(
+        knative.some((d) => isDeepStrictEqual(d, doc)),
+        `${doc['kind']} is the knative bundle's`,
+      )
+    for (const file of BUNDLES.map((b) => b.file).filter((f) => f.includes('-classic'))) {
+      const docs = [...parse(bundle(file)), ...addOn]
+      checkClassic(docs)
+      checkAudit(docs)
+    }
+    const production = [...parse(bundle('irsa-webhook-knative-production.yaml')), ...addOn]
+    checkKnative(production, 'production')
+    checkAudit(production)
   })
 
   test("the README's verify-before-apply step finds the pinned image in a bundle", () => {
@@ -136,8 +190,26 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
         containersOf(docs).map((c) => c['image']),
         ['registry.example.org:5000/team/irsa-webhook:0.1.0'],
       )
+      const knative = parse(readFileSync(join(tagged, 'irsa-webhook-knative.yaml'), 'utf8'))
+      assert.deepEqual(
+        new Set(containersOf(knative).map((c) => c['image'])),
+        new Set(['registry.example.org:5000/team/irsa-webhook:0.1.0']),
+      )
     } finally {
       rmSync(tagged, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('the documented bundles are the ones released', () => {
+  test("the README's install table lists every bundle, and no doc names a bundle that is not released", () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
+    for (const { file } of BUNDLES) assert.ok(readme.includes(`| \`${file}\` |`), file)
+    const files = new Set(BUNDLES.map((b) => b.file))
+    for (const doc of ['README.md', 'CHANGELOG.md', 'docs/deploy.md', 'docs/knative.md']) {
+      const named =
+        readFileSync(join(ROOT, doc), 'utf8').match(/\birsa-webhook-[\w-]+\.yaml\b/g) ?? []
+      for (const name of named) assert.ok(files.has(name), `${doc}: ${name}`)
     }
   })
 })
@@ -160,9 +232,16 @@ describe('release:manifests refuses what must not ship (exit 2) and reports fail
       /not an image reference/,
     ],
     [
-      'an upper-case repository',
+      'an upper-case repository (the lower-case reference is suggested)',
       ['--image', `ghcr.io/Owner/irsa-webhook@${DIGEST}`],
-      /not an image reference/,
+      new RegExp(
+        `not an image reference .*; did you mean ghcr\\.io/owner/irsa-webhook@${DIGEST}\\?`,
+      ),
+    ],
+    [
+      'an upper-case repository with a tag (the tag is kept)',
+      ['--image', 'registry.example.org:5000/Team/irsa-webhook:RC1'],
+      /did you mean registry\.example\.org:5000\/team\/irsa-webhook:RC1\?/,
     ],
     ['no --image', [], /--image is required/],
     ['an unknown option', ['--image', IMAGE, '--push'], /Unknown option '--push'/],

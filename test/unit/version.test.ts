@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, test } from 'node:test'
@@ -36,6 +36,12 @@ const kustomizations = [...yamlFiles('deploy'), ...yamlFiles('knative')]
   .filter((file) => file.endsWith('kustomization.yaml'))
   .filter((file) => parseFiles(file)[0]?.['kind'] === 'Kustomization')
   .map((file) => file.slice(0, -'/kustomization.yaml'.length))
+/** The components under deploy/components, which users add to either tree (knative/components are in overlays). */
+const components = yamlFiles('deploy/components')
+  .filter((file) => file.endsWith('kustomization.yaml'))
+  .filter((file) => parseFiles(file)[0]?.['kind'] === 'Component')
+  .map((file) => file.slice(0, -'/kustomization.yaml'.length))
+  .sort()
 
 function assertLabelled(docs: Doc[], where: string): void {
   assert.ok(docs.length > 0, `${where} renders objects`)
@@ -108,13 +114,27 @@ describe(`${VERSION_LABEL} on every object of every kustomization`, { skip: noKu
   for (const dir of kustomizations) {
     test(dir, () => assertLabelled(render(dir), dir))
   }
-  test('deploy/components/path-token (with a token file)', () => {
-    const docs = renderWith('resources: [deploy]\ncomponents: [deploy/components/path-token]\n', {
-      'deploy/components/path-token/path-token.env':
-        'MUTATE_PATH_TOKEN=path-token-0123456789abcdef\n',
-    })
-    assertLabelled(docs, 'deploy + path-token')
+  test('the components are found', () => {
+    assert.deepEqual(components, [
+      'deploy/components/audit-cronjob',
+      'deploy/components/cert-manager',
+      'deploy/components/opt-in-label',
+      'deploy/components/path-token',
+    ])
   })
+  // Each component added to both trees (cert-manager: classic only), as a user adds it to either.
+  for (const component of components) {
+    for (const tree of component.endsWith('/cert-manager') ? ['deploy'] : ['deploy', 'knative']) {
+      test(`${tree} + ${component}`, () => {
+        const docs = renderWith(`resources: [${tree}]\ncomponents: [${component}]\n`, {
+          // path-token needs its token file (docs/deploy.md).
+          'deploy/components/path-token/path-token.env':
+            'MUTATE_PATH_TOKEN=path-token-0123456789abcdef\n',
+        })
+        assertLabelled(docs, `${tree} + ${component}`)
+      })
+    }
+  }
 })
 
 describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
@@ -145,6 +165,19 @@ describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
         }
         for (const image of docs.flatMap((doc) => list(doc, 'spec.template.spec.containers')))
           assert.equal(image['image'], `registry.example.com/irsa-webhook:${next}`)
+      }
+      // Components included: no copy of the version is left anywhere under deploy/ and knative/.
+      for (const dir of ['deploy', 'knative']) {
+        const labels = readdirSync(join(scratch, dir), { recursive: true, encoding: 'utf8' })
+          .filter((file) => file.endsWith('.yaml'))
+          .flatMap((file) => [
+            ...readFileSync(join(scratch, dir, file), 'utf8').matchAll(
+              /app\.kubernetes\.io\/version: (\S+)/g,
+            ),
+          ])
+          .map((match) => match[1])
+        assert.ok(labels.length > 0, dir)
+        assert.deepEqual(new Set(labels), new Set([next]), dir)
       }
       assert.equal(sync(), '', 'a second run changes nothing')
       writeFileSync(join(scratch, 'Dockerfile'), dockerfile.replace(/^ARG VERSION=.*$/m, ''))

@@ -206,6 +206,31 @@ describe('release.yml', () => {
         ),
         text,
       )
+      // The identity the docs tell users to verify is the one the notes print, and it is what Fulcio writes into
+      // the certificate of a GitHub workflow run (the job_workflow_ref claim: <server>/<repo>/<workflow path>@<ref>):
+      // this workflow on a tag, not another workflow or a branch.
+      const identity = /--certificate-identity-regexp '([^']+)'/.exec(text)?.[1] ?? ''
+      const documented = identity.replace('/Owner/', '/OWNER/')
+      for (const doc of ['README.md', 'docs/deploy.md', 'docs/knative.md']) {
+        const found = [
+          ...readFileSync(join(ROOT, doc), 'utf8').matchAll(
+            /--certificate-identity-regexp '([^']+)'/g,
+          ),
+        ].map((m) => m[1])
+        assert.ok(found.length > 0, doc)
+        for (const regexp of found) assert.equal(regexp, documented, doc)
+      }
+      const san = new RegExp(identity)
+      assert.match(
+        'https://github.com/Owner/irsa-webhook/.github/workflows/release.yml@refs/tags/v0.1.0',
+        san,
+      )
+      for (const other of [
+        'https://github.com/Owner/irsa-webhook/.github/workflows/release.yml@refs/heads/main',
+        'https://github.com/Owner/irsa-webhook/.github/workflows/ci.yml@refs/tags/v0.1.0',
+        'https://github.com/Other/irsa-webhook/.github/workflows/release.yml@refs/tags/v0.1.0',
+      ])
+        assert.doesNotMatch(other, san)
       const sums = readFileSync(join(scratch, 'release/SHA256SUMS'), 'utf8')
       assert.deepEqual(
         sums
