@@ -8,9 +8,11 @@ import {
   type AuditCluster,
   admitted,
   EXAMPLE_NAMESPACES,
+  OTHER_ROLE,
   podManifest,
   populateExample,
   ROLE,
+  serviceAccount,
   startAuditCluster,
   stored,
 } from '../support/audit-cluster.ts'
@@ -150,10 +152,29 @@ describe('irsa-webhook audit', () => {
     assert.ok(!cluster.api.requests.some((r) => r.path === '/api/v1/pods'))
   })
 
-  test('exit 0 when nothing is missing; role-differs/invalid-role alone do not fail', async () => {
-    const run = await audit(cluster, '-n', 'plain')
-    assert.equal(run.code, 0, run.stderr)
-    assert.match(run.stdout, /0 pods scanned \(plain\)/)
+  test('exit 0 when nothing is missing; role-differs/invalid-role/volume-conflict alone do not fail', async () => {
+    const empty = await audit(cluster, '-n', 'plain')
+    assert.equal(empty.code, 0, empty.stderr)
+    assert.match(empty.stdout, /0 pods scanned \(plain\)/)
+    // The same three cases as in shop, in a namespace with no pod missing its identity.
+    cluster.putServiceAccount(serviceAccount('plain', 'app'))
+    cluster.putServiceAccount(
+      serviceAccount('plain', 'bad', { 'api.vultr.com/role': 'not-a-role' }),
+    )
+    const spec = { namespace: 'plain', serviceAccount: 'app' }
+    const then = serviceAccount('plain', 'app', { 'api.vultr.com/role': OTHER_ROLE })
+    cluster.pods.put(stored(await admitted(podManifest({ ...spec, name: 'moved' }), [then])))
+    cluster.pods.put(stored(podManifest({ ...spec, name: 'bad-role', serviceAccount: 'bad' })))
+    const volumes = [{ name: 'vultr-irsa-token', emptyDir: {} }]
+    cluster.pods.put(stored(podManifest({ ...spec, name: 'foreign-volume', volumes })))
+    const { code, report, stderr } = await auditJson(cluster, '-n', 'plain')
+    assert.equal(code, 0, stderr)
+    assert.deepEqual(Object.fromEntries(report.pods.map((e) => [e.name, e.problem])), {
+      'bad-role': 'invalid-role',
+      'foreign-volume': 'volume-conflict',
+      moved: 'role-differs',
+    })
+    assert.equal(report.summary['missing'], 0)
   })
 
   test('usage errors exit 2', async () => {
