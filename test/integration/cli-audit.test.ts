@@ -278,7 +278,10 @@ describe('irsa-webhook audit', () => {
     assert.equal(cluster.pods.evictions.filter((e) => e.name.startsWith('web-')).length, 1)
   })
 
-  test('before evicting, a fresh GET must still show the pod missing its identity', async () => {
+  test('before evicting, a fresh GET must still show the same pod missing its identity', async () => {
+    const uidOf = (name: string) =>
+      (cluster.pods.get('shop', name)?.['metadata'] as Json | undefined)?.['uid']
+    // agent-x1 now carries its identity (same uid); db-1 was deleted and recreated (a new uid), still unmutated.
     const fixed = await admitted(
       podManifest({
         namespace: 'shop',
@@ -288,17 +291,33 @@ describe('irsa-webhook audit', () => {
       }),
       cluster.serviceAccounts,
     )
+    ;(fixed['metadata'] as Json)['uid'] = uidOf('agent-x1')
+    const recreated = podManifest({
+      namespace: 'shop',
+      name: 'db-1',
+      serviceAccount: 'web',
+      owner: { kind: 'StatefulSet', name: 'db' },
+    })
     // Replaced after the first page of the listing (served from its snapshot), before the heal's GET.
     cluster.pods.onListPage = (index) => {
-      if (index === 1) cluster.pods.put(stored(fixed))
+      if (index === 1) {
+        cluster.pods.put(stored(fixed))
+        cluster.pods.put(stored(recreated))
+      }
       return undefined
     }
     const { report } = await auditJson(cluster, '--heal', '-n', 'shop', '--chunk-size', '2')
-    const agent = byName(report).get('agent-x1')
-    assert.equal(agent?.problem, 'missing')
-    assert.equal(agent?.action, 'skipped')
-    assert.match(agent?.reason ?? '', /recreated|no longer/)
-    assert.ok(!cluster.pods.evictions.some((e) => e.name === 'agent-x1'))
+    const pods = byName(report)
+    assert.equal(pods.get('agent-x1')?.problem, 'missing')
+    assert.deepEqual(
+      { action: pods.get('agent-x1')?.action, reason: pods.get('agent-x1')?.reason },
+      { action: 'skipped', reason: 'a fresh GET shows it no longer needs healing' },
+    )
+    assert.deepEqual(
+      { action: pods.get('db-1')?.action, reason: pods.get('db-1')?.reason },
+      { action: 'skipped', reason: 'the pod was recreated meanwhile' },
+    )
+    assert.ok(!cluster.pods.evictions.some((e) => e.name === 'agent-x1' || e.name === 'db-1'))
   })
 
   test('--events records a Warning Event on each pod found, once', async () => {
