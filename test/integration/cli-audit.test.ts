@@ -3,7 +3,9 @@
 // the bounds (one eviction per owner, --max-evictions, PodDisruptionBudgets).
 
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, test } from 'node:test'
+import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
   type AuditCluster,
   admitted,
@@ -18,6 +20,8 @@ import {
 } from '../support/audit-cluster.ts'
 import { kubeStatus } from '../support/fake-kube-api.ts'
 import { PDB_VIOLATION } from '../support/fake-kube-api-pods.ts'
+import { requestInfo } from '../support/kube-apiserver-wire.ts'
+import { ROOT } from '../support/process.ts'
 import { runChild, runInProcess } from './cli-fake-cluster.ts'
 
 type Json = Record<string, unknown>
@@ -468,6 +472,49 @@ describe('irsa-webhook audit', () => {
       excludedNamespace: 0,
       excludedLabels: 0,
     })
+  })
+
+  test("the heal CronJob's ClusterRole allows every call audit --heal --events makes, and each rule is used", async () => {
+    interface Rule {
+      apiGroups: string[]
+      resources: string[]
+      verbs: string[]
+      resourceNames?: string[]
+    }
+    const role = (
+      parseYamlDocuments(
+        readFileSync(`${ROOT}deploy/components/audit-cronjob/rbac.yaml`, 'utf8'),
+      ) as Json[]
+    ).find((doc) => doc['kind'] === 'ClusterRole')
+    const rules = (role?.['rules'] ?? []) as Rule[]
+    // A pod whose ServiceAccount the LIST does not have: the one GET of a ServiceAccount.
+    cluster.pods.put(
+      stored(podManifest({ namespace: 'plain', name: 'ghost-sa', serviceAccount: 'ghost' })),
+    )
+    const { code } = await auditJson(cluster, '--heal', '--events')
+    assert.equal(code, 1)
+    const used = new Set<string>()
+    for (const req of cluster.api.requests) {
+      // The RBAC attributes kube-apiserver authorizes (apiserver pkg/endpoints/request/requestinfo.go).
+      const info = requestInfo(req)
+      assert.ok(info.resourceRequest, req.path)
+      const resource = info.subresource ? `${info.resource}/${info.subresource}` : info.resource
+      const index = rules.findIndex(
+        (rule) =>
+          rule.apiGroups.includes(info.apiGroup) &&
+          rule.resources.includes(resource) &&
+          rule.verbs.includes(info.verb) &&
+          (rule.resourceNames === undefined || rule.resourceNames.includes(info.name)),
+      )
+      assert.ok(index >= 0, `${info.verb} ${resource}.${info.apiGroup} ${info.name}: not allowed`)
+      used.add(`${index} ${info.verb}`)
+    }
+    const granted = rules.flatMap((rule, index) => rule.verbs.map((verb) => `${index} ${verb}`))
+    assert.deepEqual(
+      granted.filter((grant) => !used.has(grant)),
+      [],
+      'every verb of every rule is used',
+    )
   })
 
   test('the bin runs it (child process) with the documented exit code', async () => {
