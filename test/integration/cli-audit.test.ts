@@ -474,25 +474,36 @@ describe('irsa-webhook audit', () => {
     })
   })
 
-  test("the heal CronJob's ClusterRole allows every call audit --heal --events makes, and each rule is used", async () => {
+  test("the heal CronJob's command runs as written, and its ClusterRole allows every call it makes, each rule used", async () => {
     interface Rule {
       apiGroups: string[]
       resources: string[]
       verbs: string[]
       resourceNames?: string[]
     }
-    const role = (
+    const component = (file: string) =>
       parseYamlDocuments(
-        readFileSync(`${ROOT}deploy/components/audit-cronjob/rbac.yaml`, 'utf8'),
+        readFileSync(`${ROOT}deploy/components/audit-cronjob/${file}`, 'utf8'),
       ) as Json[]
-    ).find((doc) => doc['kind'] === 'ClusterRole')
+    const role = component('rbac.yaml').find((doc) => doc['kind'] === 'ClusterRole')
     const rules = (role?.['rules'] ?? []) as Rule[]
+    const [cronJob] = component('cronjob.yaml') as {
+      spec: {
+        jobTemplate: { spec: { template: { spec: { containers: { command: string[] }[] } } } }
+      }
+    }[]
+    const command = cronJob?.spec.jobTemplate.spec.template.spec.containers[0]?.command ?? []
+    const args = command.slice(command.indexOf('dist/cli.js') + 1)
+    assert.equal(args[0], 'audit', command.join(' '))
     // A pod whose ServiceAccount the LIST does not have: the one GET of a ServiceAccount.
     cluster.pods.put(
       stored(podManifest({ namespace: 'plain', name: 'ghost-sa', serviceAccount: 'ghost' })),
     )
-    const { code } = await auditJson(cluster, '--heal', '--events')
-    assert.equal(code, 1)
+    const run = await runInProcess([...args, '--kubeconfig', cluster.api.kubeconfigPath])
+    assert.equal(run.code, 1, run.stderr)
+    const report = JSON.parse(run.stdout) as Report
+    assert.equal(report.summary['complete'], true)
+    assert.ok(report.pods.some((e) => e.action === 'evicted' && e.event === 'recorded'))
     const used = new Set<string>()
     for (const req of cluster.api.requests) {
       // The RBAC attributes kube-apiserver authorizes (apiserver pkg/endpoints/request/requestinfo.go).
