@@ -115,6 +115,15 @@ describe(`${VERSION_LABEL} on every object of every kustomization`, { skip: noKu
     })
     assertLabelled(docs, 'deploy + path-token')
   })
+  for (const tree of ['deploy', 'knative']) {
+    test(`${tree} + deploy/components/audit-cronjob (the heal CronJob, its ServiceAccount and RBAC)`, () => {
+      const docs = renderWith(
+        `resources: [${tree}]\ncomponents: [deploy/components/audit-cronjob]\n`,
+      )
+      assert.ok(docs.some((doc) => doc['kind'] === 'CronJob'))
+      assertLabelled(docs, `${tree} + audit-cronjob`)
+    })
+  }
 })
 
 describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
