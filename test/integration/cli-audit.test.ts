@@ -282,7 +282,7 @@ describe('irsa-webhook audit', () => {
     assert.equal(cluster.pods.evictions.filter((e) => e.name.startsWith('web-')).length, 1)
   })
 
-  test('before evicting, a fresh GET must still show the same pod missing its identity', async () => {
+  test('before evicting, a fresh GET must still show the same pod, not being deleted, missing its identity', async () => {
     const uidOf = (name: string) =>
       (cluster.pods.get('shop', name)?.['metadata'] as Json | undefined)?.['uid']
     // agent-x1 now carries its identity (same uid); db-1 was deleted and recreated (a new uid), still unmutated.
@@ -302,11 +302,15 @@ describe('irsa-webhook audit', () => {
       serviceAccount: 'web',
       owner: { kind: 'StatefulSet', name: 'db' },
     })
+    // web-…-aaaaa is being deleted (a rollout): skipped, so the Deployment's one eviction goes to web-…-bbbbb.
+    const terminating = structuredClone(cluster.pods.get('shop', 'web-6d4b9c7f5-aaaaa') ?? {})
+    ;(terminating['metadata'] as Json)['deletionTimestamp'] = '2026-12-04T09:30:00Z'
     // Replaced after the first page of the listing (served from its snapshot), before the heal's GET.
     cluster.pods.onListPage = (index) => {
       if (index === 1) {
         cluster.pods.put(stored(fixed))
         cluster.pods.put(stored(recreated))
+        cluster.pods.put(terminating)
       }
       return undefined
     }
@@ -321,7 +325,18 @@ describe('irsa-webhook audit', () => {
       { action: pods.get('db-1')?.action, reason: pods.get('db-1')?.reason },
       { action: 'skipped', reason: 'the pod was recreated meanwhile' },
     )
-    assert.ok(!cluster.pods.evictions.some((e) => e.name === 'agent-x1' || e.name === 'db-1'))
+    assert.deepEqual(
+      {
+        action: pods.get('web-6d4b9c7f5-aaaaa')?.action,
+        reason: pods.get('web-6d4b9c7f5-aaaaa')?.reason,
+      },
+      { action: 'skipped', reason: 'the pod is already being deleted' },
+    )
+    assert.equal(pods.get('web-6d4b9c7f5-bbbbb')?.action, 'evicted')
+    assert.deepEqual(
+      cluster.pods.evictions.map((e) => e.name).filter((name) => /agent-x1|db-1|web-/.test(name)),
+      ['web-6d4b9c7f5-bbbbb'],
+    )
   })
 
   test('--events records a Warning Event on each pod found, once', async () => {
