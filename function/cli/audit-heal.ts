@@ -6,7 +6,7 @@
  * recreated pod goes through the webhook again. A 429 is `blocked-by-pdb` (retried next run), never forced. Bare
  * pods and Job pods are only reported (deleting them loses work); so are `invalid-role` and `volume-conflict` pods
  * (the webhook would not mutate the new pod either) and `role-differs` pods unless `healRoleChanges`. Right before
- * an eviction a fresh GET must still show the same pod with the same problem.
+ * an eviction a fresh GET must still show the same pod with the same problem, not already being deleted.
  *
  * Events are core/v1 Events on the pod (`involvedObject`), which is what `kubectl describe pod` lists
  * (k8s.io/kubectl pkg/describe/describe.go `searchEvents`: core/v1 events by involvedObject field selector).
@@ -84,9 +84,13 @@ async function recheck(finding: Finding, options: HealOptions): Promise<HealOutc
   if (response.status === 404) return { action: 'skipped', reason: 'the pod is gone' }
   if (response.status !== 200)
     return { action: 'failed', reason: `GET pod: ${statusMessage(response)}` }
-  const pod = response.body as { metadata?: { uid?: string } }
+  const pod = response.body as { metadata?: { uid?: string; deletionTimestamp?: string } }
   if (pod?.metadata?.uid !== finding.uid)
     return { action: 'skipped', reason: 'the pod was recreated meanwhile' }
+  // Already going away (a rollout, a drain): its replacement goes through the webhook, and the owner's one
+  // eviction of this run is left for a pod that stays.
+  if (pod.metadata.deletionTimestamp !== undefined)
+    return { action: 'skipped', reason: 'the pod is already being deleted' }
   const now: Classification = await classifyPod(
     pod,
     finding.namespace,

@@ -3,7 +3,7 @@
  * from the API server mutated — the whole chain through the real webhook.
  * @module
  */
-import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
+import { ANNOTATIONS, ENV, LABELS, TOKEN_VOLUME } from '../names.ts'
 import {
   type CheckResult,
   type DoctorContext,
@@ -31,7 +31,9 @@ function probePod(namespace: string, serviceAccount: string): object {
     metadata: {
       generateName: 'irsa-doctor-',
       namespace,
-      labels: { 'app.kubernetes.io/created-by': 'irsa-webhook-doctor' },
+      // api.vultr.com/irsa=true: with the opt-in label profile only labelled Pods are sent to the webhook, and
+      // the label changes nothing for a Pod whose ServiceAccount has a role (every other profile ignores it).
+      labels: { 'app.kubernetes.io/created-by': 'irsa-webhook-doctor', [LABELS.optIn]: 'true' },
     },
     spec: {
       serviceAccountName: serviceAccount,

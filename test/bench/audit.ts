@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
+import { VERSION } from '../../function/version.ts'
 import {
   admitted,
   podManifest,
@@ -80,6 +81,9 @@ if (!values.source) {
     target: 'node24',
     minifySyntax: true,
     logLevel: 'warning',
+    // As scripts/build.ts: the version inlined (function/version.ts reads package.json only when not bundled, and
+    // there is none beside the bundle in the temp directory).
+    define: { IRSA_WEBHOOK_VERSION: JSON.stringify(VERSION) },
     // The same banner as scripts/build.ts: CommonJS dependencies call require() for Node built-ins.
     banner: {
       js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",

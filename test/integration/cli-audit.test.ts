@@ -3,19 +3,25 @@
 // the bounds (one eviction per owner, --max-evictions, PodDisruptionBudgets).
 
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, test } from 'node:test'
+import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
   type AuditCluster,
   admitted,
   EXAMPLE_NAMESPACES,
+  OTHER_ROLE,
   podManifest,
   populateExample,
   ROLE,
+  serviceAccount,
   startAuditCluster,
   stored,
 } from '../support/audit-cluster.ts'
 import { kubeStatus } from '../support/fake-kube-api.ts'
 import { PDB_VIOLATION } from '../support/fake-kube-api-pods.ts'
+import { requestInfo } from '../support/kube-apiserver-wire.ts'
+import { ROOT } from '../support/process.ts'
 import { runChild, runInProcess } from './cli-fake-cluster.ts'
 
 type Json = Record<string, unknown>
@@ -150,10 +156,29 @@ describe('irsa-webhook audit', () => {
     assert.ok(!cluster.api.requests.some((r) => r.path === '/api/v1/pods'))
   })
 
-  test('exit 0 when nothing is missing; role-differs/invalid-role alone do not fail', async () => {
-    const run = await audit(cluster, '-n', 'plain')
-    assert.equal(run.code, 0, run.stderr)
-    assert.match(run.stdout, /0 pods scanned \(plain\)/)
+  test('exit 0 when nothing is missing; role-differs/invalid-role/volume-conflict alone do not fail', async () => {
+    const empty = await audit(cluster, '-n', 'plain')
+    assert.equal(empty.code, 0, empty.stderr)
+    assert.match(empty.stdout, /0 pods scanned \(plain\)/)
+    // The same three cases as in shop, in a namespace with no pod missing its identity.
+    cluster.putServiceAccount(serviceAccount('plain', 'app'))
+    cluster.putServiceAccount(
+      serviceAccount('plain', 'bad', { 'api.vultr.com/role': 'not-a-role' }),
+    )
+    const spec = { namespace: 'plain', serviceAccount: 'app' }
+    const then = serviceAccount('plain', 'app', { 'api.vultr.com/role': OTHER_ROLE })
+    cluster.pods.put(stored(await admitted(podManifest({ ...spec, name: 'moved' }), [then])))
+    cluster.pods.put(stored(podManifest({ ...spec, name: 'bad-role', serviceAccount: 'bad' })))
+    const volumes = [{ name: 'vultr-irsa-token', emptyDir: {} }]
+    cluster.pods.put(stored(podManifest({ ...spec, name: 'foreign-volume', volumes })))
+    const { code, report, stderr } = await auditJson(cluster, '-n', 'plain')
+    assert.equal(code, 0, stderr)
+    assert.deepEqual(Object.fromEntries(report.pods.map((e) => [e.name, e.problem])), {
+      'bad-role': 'invalid-role',
+      'foreign-volume': 'volume-conflict',
+      moved: 'role-differs',
+    })
+    assert.equal(report.summary['missing'], 0)
   })
 
   test('usage errors exit 2', async () => {
@@ -257,7 +282,10 @@ describe('irsa-webhook audit', () => {
     assert.equal(cluster.pods.evictions.filter((e) => e.name.startsWith('web-')).length, 1)
   })
 
-  test('before evicting, a fresh GET must still show the pod missing its identity', async () => {
+  test('before evicting, a fresh GET must still show the same pod, not being deleted, missing its identity', async () => {
+    const uidOf = (name: string) =>
+      (cluster.pods.get('shop', name)?.['metadata'] as Json | undefined)?.['uid']
+    // agent-x1 now carries its identity (same uid); db-1 was deleted and recreated (a new uid), still unmutated.
     const fixed = await admitted(
       podManifest({
         namespace: 'shop',
@@ -267,17 +295,48 @@ describe('irsa-webhook audit', () => {
       }),
       cluster.serviceAccounts,
     )
+    ;(fixed['metadata'] as Json)['uid'] = uidOf('agent-x1')
+    const recreated = podManifest({
+      namespace: 'shop',
+      name: 'db-1',
+      serviceAccount: 'web',
+      owner: { kind: 'StatefulSet', name: 'db' },
+    })
+    // web-…-aaaaa is being deleted (a rollout): skipped, so the Deployment's one eviction goes to web-…-bbbbb.
+    const terminating = structuredClone(cluster.pods.get('shop', 'web-6d4b9c7f5-aaaaa') ?? {})
+    ;(terminating['metadata'] as Json)['deletionTimestamp'] = '2026-12-04T09:30:00Z'
     // Replaced after the first page of the listing (served from its snapshot), before the heal's GET.
     cluster.pods.onListPage = (index) => {
-      if (index === 1) cluster.pods.put(stored(fixed))
+      if (index === 1) {
+        cluster.pods.put(stored(fixed))
+        cluster.pods.put(stored(recreated))
+        cluster.pods.put(terminating)
+      }
       return undefined
     }
     const { report } = await auditJson(cluster, '--heal', '-n', 'shop', '--chunk-size', '2')
-    const agent = byName(report).get('agent-x1')
-    assert.equal(agent?.problem, 'missing')
-    assert.equal(agent?.action, 'skipped')
-    assert.match(agent?.reason ?? '', /recreated|no longer/)
-    assert.ok(!cluster.pods.evictions.some((e) => e.name === 'agent-x1'))
+    const pods = byName(report)
+    assert.equal(pods.get('agent-x1')?.problem, 'missing')
+    assert.deepEqual(
+      { action: pods.get('agent-x1')?.action, reason: pods.get('agent-x1')?.reason },
+      { action: 'skipped', reason: 'a fresh GET shows it no longer needs healing' },
+    )
+    assert.deepEqual(
+      { action: pods.get('db-1')?.action, reason: pods.get('db-1')?.reason },
+      { action: 'skipped', reason: 'the pod was recreated meanwhile' },
+    )
+    assert.deepEqual(
+      {
+        action: pods.get('web-6d4b9c7f5-aaaaa')?.action,
+        reason: pods.get('web-6d4b9c7f5-aaaaa')?.reason,
+      },
+      { action: 'skipped', reason: 'the pod is already being deleted' },
+    )
+    assert.equal(pods.get('web-6d4b9c7f5-bbbbb')?.action, 'evicted')
+    assert.deepEqual(
+      cluster.pods.evictions.map((e) => e.name).filter((name) => /agent-x1|db-1|web-/.test(name)),
+      ['web-6d4b9c7f5-bbbbb'],
+    )
   })
 
   test('--events records a Warning Event on each pod found, once', async () => {
@@ -428,6 +487,60 @@ describe('irsa-webhook audit', () => {
       excludedNamespace: 0,
       excludedLabels: 0,
     })
+  })
+
+  test("the heal CronJob's command runs as written, and its ClusterRole allows every call it makes, each rule used", async () => {
+    interface Rule {
+      apiGroups: string[]
+      resources: string[]
+      verbs: string[]
+      resourceNames?: string[]
+    }
+    const component = (file: string) =>
+      parseYamlDocuments(
+        readFileSync(`${ROOT}deploy/components/audit-cronjob/${file}`, 'utf8'),
+      ) as Json[]
+    const role = component('rbac.yaml').find((doc) => doc['kind'] === 'ClusterRole')
+    const rules = (role?.['rules'] ?? []) as Rule[]
+    const [cronJob] = component('cronjob.yaml') as {
+      spec: {
+        jobTemplate: { spec: { template: { spec: { containers: { command: string[] }[] } } } }
+      }
+    }[]
+    const command = cronJob?.spec.jobTemplate.spec.template.spec.containers[0]?.command ?? []
+    const args = command.slice(command.indexOf('dist/cli.js') + 1)
+    assert.equal(args[0], 'audit', command.join(' '))
+    // A pod whose ServiceAccount the LIST does not have: the one GET of a ServiceAccount.
+    cluster.pods.put(
+      stored(podManifest({ namespace: 'plain', name: 'ghost-sa', serviceAccount: 'ghost' })),
+    )
+    const run = await runInProcess([...args, '--kubeconfig', cluster.api.kubeconfigPath])
+    assert.equal(run.code, 1, run.stderr)
+    const report = JSON.parse(run.stdout) as Report
+    assert.equal(report.summary['complete'], true)
+    assert.ok(report.pods.some((e) => e.action === 'evicted' && e.event === 'recorded'))
+    const used = new Set<string>()
+    for (const req of cluster.api.requests) {
+      // The RBAC attributes kube-apiserver authorizes (apiserver pkg/endpoints/request/requestinfo.go).
+      const info = requestInfo(req)
+      assert.ok(info.resourceRequest, req.path)
+      const resource = info.subresource ? `${info.resource}/${info.subresource}` : info.resource
+      const index = rules.findIndex(
+        (rule) =>
+          rule.apiGroups.includes(info.apiGroup) &&
+          rule.resources.includes(resource) &&
+          rule.verbs.includes(info.verb) &&
+          (rule.resourceNames === undefined || rule.resourceNames.includes(info.name)),
+      )
+      assert.ok(index >= 0, `${info.verb} ${resource}.${info.apiGroup} ${info.name}: not allowed`)
+      used.add(`${index} ${info.verb}`)
+    }
+    const granted = rules.flatMap((rule, index) => rule.verbs.map((verb) => `${index} ${verb}`))
+    assert.deepEqual(
+      granted.filter((grant) => !used.has(grant)),
+      [],
+      'every verb of every rule is used',
+    )
   })
 
   test('the bin runs it (child process) with the documented exit code', async () => {

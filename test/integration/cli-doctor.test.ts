@@ -231,6 +231,23 @@ describe('irsa-webhook doctor (classic)', () => {
     )
   })
 
+  test('with the opt-in label profile a healthy installation still passes: the dry-run pod carries the label', async () => {
+    // What deploy/components/opt-in-label adds (test/unit/manifests.test.ts renders it).
+    withWebhook(cluster, (w) => {
+      const selector = w['objectSelector'] as { matchExpressions: Json[] }
+      selector.matchExpressions.push({
+        key: 'api.vultr.com/irsa',
+        operator: 'In',
+        values: ['true'],
+      })
+      return { ...w, failurePolicy: 'Fail' }
+    })
+    const run = await doctor(cluster)
+    assert.deepEqual(failedChecks(run.stdout), [])
+    assert.equal(results(run.stdout).get('dry-run pod with default/app'), '✔')
+    assert.equal(run.code, 0)
+  })
+
   test('without --service-account the dry-run pod is skipped', async () => {
     const run = await runInProcess(['doctor', '--kubeconfig', cluster.api.kubeconfigPath])
     assert.equal(results(run.stdout).get('dry-run pod'), '-')

@@ -9,7 +9,9 @@ import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import type { LabelSelector } from '../../function/cli/doctor-context.ts'
 import { runCli } from '../../function/cli/main.ts'
+import { selects } from '../../function/cli/selector.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
   type FakeKubeApi,
@@ -175,10 +177,25 @@ function namespaceSelected(configuration: Json, namespace: string): boolean {
   )
 }
 
+/**
+ * The webhook's objectSelector against the pod's labels: kube-apiserver calls a webhook only when both its
+ * namespaceSelector and objectSelector match (apiserver pkg/admission/plugin/webhook/predicates/object/matcher.go).
+ */
+function objectSelected(configuration: Json, pod: Json): boolean {
+  const webhook = (configuration['webhooks'] as Json[])[0] ?? {}
+  const labels = ((pod['metadata'] as Json | undefined)?.['labels'] ?? {}) as Record<string, string>
+  return selects(webhook['objectSelector'] as LabelSelector | undefined, labels)
+}
+
 async function createPod(cluster: FakeCluster, serviceAccounts: Json[], req: RecordedRequest) {
   const namespace = /\/namespaces\/([^/]+)\/pods$/.exec(req.path)?.[1] ?? 'default'
   const pod = JSON.parse(req.body) as Json
-  if (!namespaceSelected(cluster.webhookConfiguration, namespace)) return { status: 201, body: pod }
+  if (
+    !namespaceSelected(cluster.webhookConfiguration, namespace) ||
+    !objectSelected(cluster.webhookConfiguration, pod)
+  ) {
+    return { status: 201, body: pod }
+  }
   if (!cluster.webhookUp) {
     return kubeStatus(
       500,

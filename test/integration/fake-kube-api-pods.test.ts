@@ -61,6 +61,19 @@ describe('fake kube-apiserver: pods', () => {
   it('serves later pages from the first page snapshot; an expired token is 410 Expired with a new continue', async () => {
     const first = await raw('GET', '/api/v1/namespaces/ns1/pods?limit=2')
     const token = String((first.body['metadata'] as Json)['continue'])
+    // apiserver pkg/storage/continue.go: unpadded base64url JSON; anything else is a 400, not a fresh listing.
+    assert.match(token, /^[A-Za-z0-9_-]+$/)
+    assert.deepEqual(JSON.parse(Buffer.from(token, 'base64url').toString('utf8')), {
+      v: 'meta.k8s.io/v1',
+      rv: Number((first.body['metadata'] as Json)['resourceVersion']),
+      start: 'ns1/b\u0000',
+    })
+    const padded = Buffer.from(token, 'base64url').toString('base64')
+    const refused = await raw(
+      'GET',
+      `/api/v1/namespaces/ns1/pods?limit=2&continue=${encodeURIComponent(`${padded}==`)}`,
+    )
+    assert.equal(refused.status, 400)
     pods.remove('ns1', 'c')
     const second = await raw(
       'GET',

@@ -9,7 +9,8 @@
  *   (`<namespace>/<name>`); every page of one listing is served from the snapshot (resourceVersion) of the first
  *   page; `metadata.continue` is set only when more items remain, and then `metadata.remainingItemCount` too (only
  *   without a label/field selector, which this fake does not implement: it answers 400 rather than ignore one).
- *   The token is base64 JSON `{"v":"meta.k8s.io/v1","rv":N,"start":"<key>\u0000"}` (pkg/storage/continue.go).
+ *   The token is unpadded base64url (`base64.RawURLEncoding`) of the JSON
+ *   `{"v":"meta.k8s.io/v1","rv":N,"start":"<key>\u0000"}` (pkg/storage/continue.go `EncodeContinue`).
  * - An expired token (etcd compacted the snapshot's revision): pkg/storage/etcd3/errors.go
  *   `handleCompactedErrorForPaging` → `NewResourceExpired(inconsistentContinue)`: 410, reason `Expired`, the message
  *   below, and `metadata.continue` carrying a token at resourceVersion -1 (continue at the latest, inconsistently).
@@ -80,12 +81,14 @@ const EVICTION = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/eviction$/
 const EVENTS = /^\/api\/v1\/namespaces\/([^/]+)\/events$/
 
 function encodeContinue(rv: number, start: string): string {
-  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv, start })).toString('base64')
+  return Buffer.from(JSON.stringify({ v: 'meta.k8s.io/v1', rv, start })).toString('base64url')
 }
 
 function decodeContinue(token: string): { rv: number; start: string } | undefined {
   try {
-    const parsed = JSON.parse(Buffer.from(token, 'base64').toString('utf8')) as Json
+    // DecodeContinue reads it with base64.RawURLEncoding: the standard alphabet or padding is not valid.
+    if (!/^[A-Za-z0-9_-]+$/.test(token)) return undefined
+    const parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Json
     if (parsed['v'] !== 'meta.k8s.io/v1') return undefined
     if (typeof parsed['rv'] !== 'number' || typeof parsed['start'] !== 'string') return undefined
     return { rv: parsed['rv'], start: parsed['start'] }
