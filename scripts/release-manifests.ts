@@ -38,6 +38,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseQualifiedName } from '@swimlane/docker-reference'
 import { EXIT, UsageError } from '../function/cli/io.ts'
+import { VERSION } from '../function/version.ts'
 import { parseYamlDocuments } from '../function/yaml.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
@@ -191,7 +192,7 @@ export function renderKustomization(
 }
 
 /** One bundle's YAML: the kustomization with the image replaced, under a header saying what it is. */
-export function renderBundle(bundle: Bundle, image: PinnedImage, version: string): string {
+export function renderBundle(bundle: Bundle, image: PinnedImage): string {
   const pin = image.digest !== undefined ? `digest: ${image.digest}` : `newTag: "${image.tag}"`
   const rendered = renderKustomization(
     [
@@ -207,7 +208,7 @@ export function renderBundle(bundle: Bundle, image: PinnedImage, version: string
   const yaml = bundle.componentsOnly ? componentObjects(rendered, bundle.components) : rendered
   const from = [`${bundle.kustomization}/`, ...bundle.components].join(' + ')
   return [
-    `# irsa-webhook ${version}: ${bundle.summary}.`,
+    `# irsa-webhook ${VERSION}: ${bundle.summary}.`,
     `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; image ${image.ref}.`,
     `# Install: kubectl apply -f ${bundle.file}`,
     `# Then: ${bundle.afterApply}`,
@@ -237,11 +238,6 @@ function componentObjects(rendered: string, components: readonly string[]): stri
 const objectKey = (doc: unknown): string => {
   const { kind, metadata } = (doc ?? {}) as { kind?: string; metadata?: { name?: string } }
   return `${kind}/${metadata?.name}`
-}
-
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
-    .version
 }
 
 const USAGE = `Usage: npm run release:manifests -- --image REF [--out DIR] [--allow-tag]
@@ -280,11 +276,10 @@ export function main(argv: string[], out = process.stdout, err = process.stderr)
     err.write(`release-manifests: ${(error as Error).message}\n${usage ? `\n${USAGE}\n` : ''}`)
     return usage ? EXIT.usage : EXIT.failed
   }
-  const version = packageVersion()
   try {
     mkdirSync(dir, { recursive: true })
     for (const bundle of BUNDLES) {
-      const text = renderBundle(bundle, image, version)
+      const text = renderBundle(bundle, image)
       const objects = parseYamlDocuments(text).filter((doc) => doc !== null).length
       writeFileSync(join(dir, bundle.file), text)
       out.write(`wrote ${join(dir, bundle.file)} (${objects} objects)\n`)
@@ -299,7 +294,7 @@ export function main(argv: string[], out = process.stdout, err = process.stderr)
   out.write(
     [
       '',
-      `irsa-webhook ${version}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
+      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
       ...BUNDLES.map((b) => `  kubectl apply -f ${b.file}\n      then ${b.afterApply}`),
       'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
       '',
