@@ -43,9 +43,9 @@ import { parseYamlDocuments } from '../function/yaml.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 /** The image name the kustomize bases write (their `images:` entry maps `irsa-webhook` to it). */
-export const BASE_IMAGE = 'registry.example.com/irsa-webhook'
+const BASE_IMAGE = 'registry.example.com/irsa-webhook'
 
-export interface Bundle {
+interface Bundle {
   /** The release asset's file name. */
   readonly file: string
   /** The kustomization it is rendered from, relative to the repository root. */
@@ -119,7 +119,7 @@ export const BUNDLES: readonly Bundle[] = [
 ]
 
 /** The pinned image: `name@digest`, or `name:tag` when a tag was allowed. */
-export interface PinnedImage {
+interface PinnedImage {
   readonly name: string
   readonly digest: string | undefined
   readonly tag: string | undefined
@@ -127,7 +127,7 @@ export interface PinnedImage {
 }
 
 /** Parses REF (Docker's reference grammar, @swimlane/docker-reference); a UsageError says what is wrong. */
-export function pinImage(ref: string, allowTag: boolean): PinnedImage {
+function pinImage(ref: string, allowTag: boolean): PinnedImage {
   let parsed: ReturnType<typeof parseQualifiedName>
   try {
     parsed = parseQualifiedName(ref)
@@ -192,7 +192,7 @@ export function renderKustomization(
 }
 
 /** One bundle's YAML: the kustomization with the image replaced, under a header saying what it is. */
-export function renderBundle(bundle: Bundle, image: PinnedImage): string {
+function renderBundle(bundle: Bundle, image: PinnedImage): string {
   const pin = image.digest !== undefined ? `digest: ${image.digest}` : `newTag: "${image.tag}"`
   const rendered = renderKustomization(
     [
@@ -247,7 +247,8 @@ const USAGE = `Usage: npm run release:manifests -- --image REF [--out DIR] [--al
 Exit codes: 0 written, 1 rendering failed, 2 bad command line.`
 
 /** The command: returns the exit code. */
-export function main(argv: string[], out = process.stdout, err = process.stderr): number {
+function main(argv: string[]): number {
+  const { stdout: out, stderr: err } = process
   let image: PinnedImage
   let dir: string
   try {

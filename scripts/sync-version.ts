@@ -41,7 +41,7 @@ function copies(root: string): Copy[] {
 }
 
 /** Rewrites every copy under `root` to `version`; returns the files that changed. */
-export function syncVersion(root: string, version: string): string[] {
+function syncVersion(root: string, version: string): string[] {
   const changed = new Set<string>()
   for (const { file, pattern } of copies(root)) {
     const path = join(root, file)

@@ -27,13 +27,13 @@ import {
   rbacOf,
   render,
   renderWith,
-  root,
   scriptDefault,
   scriptGateway,
   webhookContainer,
   webhookOf,
   yamlFiles,
 } from '../support/manifests.ts'
+import { ROOT } from '../support/process.ts'
 
 describe('the YAML files under deploy/ and knative/', () => {
   test('every file parses and every document has an apiVersion and a kind', () => {
@@ -45,7 +45,7 @@ describe('the YAML files under deploy/ and knative/', () => {
         const ok = Array.isArray(doc)
           ? doc.every((op: Doc) => op['op'] && op['path'])
           : doc['apiVersion'] && doc['kind']
-        assert.ok(ok, relative(root, file))
+        assert.ok(ok, relative(ROOT, file))
       }
     }
   })
@@ -241,8 +241,8 @@ describe('kustomize output (kubectl kustomize, offline)', { skip: noKubectl }, (
 })
 
 describe('Dockerfile', () => {
-  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Doc
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Doc
   const lastStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
 
   test('builds on the Node version the tests run on, and never from a latest tag', () => {
