@@ -50,7 +50,6 @@ RUN mkdir -p /app/.compile-cache && chown 65532:65532 /app/.compile-cache
 USER 65532:65532
 RUN NODE_COMPILE_CACHE=/app/.compile-cache node scripts/warm-compile-cache.ts /app/dist; \
     test -n "$(ls -A /app/.compile-cache)"
-USER 0:0
 
 # Runtime: distroless (glibc, libstdc++, CA certificates; no shell, no package manager, no npm) plus the target's
 # Node binary, so the runtime Node is exactly NODE_VERSION. The bundle inlines every production dependency, so no

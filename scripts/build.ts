@@ -9,14 +9,9 @@
  * CronJob runs `node dist/cli.js audit …` in the webhook's image.
  * @module
  */
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { type BuildOptions, build } from 'esbuild'
-
-const { version } = JSON.parse(
-  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
-) as {
-  version: string
-}
+import { VERSION } from '../function/version.ts'
 
 const outdir = new URL('../dist/', import.meta.url)
 
@@ -33,7 +28,7 @@ const common = {
   metafile: true,
   logLevel: 'warning',
   // The release version (function/version.ts), inlined: the bundle needs no package.json at run time.
-  define: { IRSA_WEBHOOK_VERSION: JSON.stringify(version) },
+  define: { IRSA_WEBHOOK_VERSION: JSON.stringify(VERSION) },
   // Some dependencies are CommonJS and call require() for Node built-ins; give the ESM bundle a require.
   banner: {
     js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
@@ -73,6 +68,6 @@ if (import.meta.main) {
       1024
     ).toFixed(1)
   console.log(
-    `built ${version}: dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
+    `built ${VERSION}: dist/handler.js (${mib(server)} MiB with map) and dist/cli.js (${mib(cli)} MiB with map) in ${Math.round(performance.now() - started)} ms`,
   )
 }

@@ -38,13 +38,14 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseQualifiedName } from '@swimlane/docker-reference'
 import { EXIT, UsageError } from '../function/cli/io.ts'
+import { VERSION } from '../function/version.ts'
 import { parseYamlDocuments } from '../function/yaml.ts'
 
 const ROOT = resolve(import.meta.dirname, '..')
 /** The image name the kustomize bases write (their `images:` entry maps `irsa-webhook` to it). */
-export const BASE_IMAGE = 'registry.example.com/irsa-webhook'
+const BASE_IMAGE = 'registry.example.com/irsa-webhook'
 
-export interface Bundle {
+interface Bundle {
   /** The release asset's file name. */
   readonly file: string
   /** The kustomization it is rendered from, relative to the repository root. */
@@ -118,7 +119,7 @@ export const BUNDLES: readonly Bundle[] = [
 ]
 
 /** The pinned image: `name@digest`, or `name:tag` when a tag was allowed. */
-export interface PinnedImage {
+interface PinnedImage {
   readonly name: string
   readonly digest: string | undefined
   readonly tag: string | undefined
@@ -126,7 +127,7 @@ export interface PinnedImage {
 }
 
 /** Parses REF (Docker's reference grammar, @swimlane/docker-reference); a UsageError says what is wrong. */
-export function pinImage(ref: string, allowTag: boolean): PinnedImage {
+function pinImage(ref: string, allowTag: boolean): PinnedImage {
   let parsed: ReturnType<typeof parseQualifiedName>
   try {
     parsed = parseQualifiedName(ref)
@@ -191,7 +192,7 @@ export function renderKustomization(
 }
 
 /** One bundle's YAML: the kustomization with the image replaced, under a header saying what it is. */
-export function renderBundle(bundle: Bundle, image: PinnedImage, version: string): string {
+function renderBundle(bundle: Bundle, image: PinnedImage): string {
   const pin = image.digest !== undefined ? `digest: ${image.digest}` : `newTag: "${image.tag}"`
   const rendered = renderKustomization(
     [
@@ -207,7 +208,7 @@ export function renderBundle(bundle: Bundle, image: PinnedImage, version: string
   const yaml = bundle.componentsOnly ? componentObjects(rendered, bundle.components) : rendered
   const from = [`${bundle.kustomization}/`, ...bundle.components].join(' + ')
   return [
-    `# irsa-webhook ${version}: ${bundle.summary}.`,
+    `# irsa-webhook ${VERSION}: ${bundle.summary}.`,
     `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; image ${image.ref}.`,
     `# Install: kubectl apply -f ${bundle.file}`,
     `# Then: ${bundle.afterApply}`,
@@ -239,11 +240,6 @@ const objectKey = (doc: unknown): string => {
   return `${kind}/${metadata?.name}`
 }
 
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string })
-    .version
-}
-
 const USAGE = `Usage: npm run release:manifests -- --image REF [--out DIR] [--allow-tag]
   --image REF     the published image, pinned by digest: REGISTRY/NAME@sha256:<64 hex digits>
   --out DIR       where the bundles go (default release/)
@@ -251,7 +247,8 @@ const USAGE = `Usage: npm run release:manifests -- --image REF [--out DIR] [--al
 Exit codes: 0 written, 1 rendering failed, 2 bad command line.`
 
 /** The command: returns the exit code. */
-export function main(argv: string[], out = process.stdout, err = process.stderr): number {
+function main(argv: string[]): number {
+  const { stdout: out, stderr: err } = process
   let image: PinnedImage
   let dir: string
   try {
@@ -280,11 +277,10 @@ export function main(argv: string[], out = process.stdout, err = process.stderr)
     err.write(`release-manifests: ${(error as Error).message}\n${usage ? `\n${USAGE}\n` : ''}`)
     return usage ? EXIT.usage : EXIT.failed
   }
-  const version = packageVersion()
   try {
     mkdirSync(dir, { recursive: true })
     for (const bundle of BUNDLES) {
-      const text = renderBundle(bundle, image, version)
+      const text = renderBundle(bundle, image)
       const objects = parseYamlDocuments(text).filter((doc) => doc !== null).length
       writeFileSync(join(dir, bundle.file), text)
       out.write(`wrote ${join(dir, bundle.file)} (${objects} objects)\n`)
@@ -299,7 +295,7 @@ export function main(argv: string[], out = process.stdout, err = process.stderr)
   out.write(
     [
       '',
-      `irsa-webhook ${version}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
+      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
       ...BUNDLES.map((b) => `  kubectl apply -f ${b.file}\n      then ${b.afterApply}`),
       'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
       '',

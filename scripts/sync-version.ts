@@ -15,45 +15,32 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { EXIT } from '../function/cli/io.ts'
 
-interface Copy {
-  readonly file: string
-  /** The line(s) holding the version; group 1 is everything before the version. */
-  readonly pattern: RegExp
-}
+/** The version's lines (group 1 is everything before the version): the Dockerfile must carry its one. */
+const DOCKERFILE_LINE = /^(ARG VERSION=)\S+$/gm
+/** In a kustomization or component: the `app.kubernetes.io/version` label, the image's `newTag`. */
+const MANIFEST_LINES = /^(\s+(?:app\.kubernetes\.io\/version|newTag): )\S+$/gm
 
-function copies(root: string): Copy[] {
+/** Rewrites every copy under `root` to `version`; returns the files that changed. */
+function syncVersion(root: string, version: string): string[] {
   const kustomizations = ['deploy', 'knative'].flatMap((dir) =>
     readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' })
       .filter((file) => file.endsWith('kustomization.yaml'))
       .map((file) => join(dir, file)),
   )
-  return [
-    { file: 'Dockerfile', pattern: /^(ARG VERSION=)\S+$/gm },
-    ...kustomizations
-      .filter((file) =>
-        readFileSync(join(root, file), 'utf8').includes('app.kubernetes.io/version:'),
-      )
-      .map((file) => ({ file, pattern: /^(\s+app\.kubernetes\.io\/version: )\S+$/gm })),
-    ...kustomizations
-      .filter((file) => /^\s+newTag: /m.test(readFileSync(join(root, file), 'utf8')))
-      .map((file) => ({ file, pattern: /^(\s+newTag: )\S+$/gm })),
-  ]
-}
-
-/** Rewrites every copy under `root` to `version`; returns the files that changed. */
-export function syncVersion(root: string, version: string): string[] {
-  const changed = new Set<string>()
-  for (const { file, pattern } of copies(root)) {
+  const changed: string[] = []
+  for (const file of ['Dockerfile', ...kustomizations]) {
     const path = join(root, file)
     const text = readFileSync(path, 'utf8')
-    if (!pattern.test(text)) throw new Error(`${file}: no line matches ${pattern}`)
+    const pattern = file === 'Dockerfile' ? DOCKERFILE_LINE : MANIFEST_LINES
+    if (file === 'Dockerfile' && text.search(pattern) < 0)
+      throw new Error(`${file}: no line matches ${pattern}`)
     const updated = text.replace(pattern, (_line, before: string) => `${before}${version}`)
     if (updated !== text) {
       writeFileSync(path, updated)
-      changed.add(file)
+      changed.push(file)
     }
   }
-  return [...changed]
+  return changed
 }
 
 if (import.meta.main) {

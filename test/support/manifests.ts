@@ -14,11 +14,11 @@ import { configSchema, listenPort, loadConfig, serveMode } from '../../function/
 import { LABELS, ROUTES } from '../../function/names.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import { renderKustomization } from '../../scripts/release-manifests.ts'
+import { ROOT } from './process.ts'
 
-export const root = join(import.meta.dirname, '..', '..')
 export type Doc = Record<string, unknown>
-export type Labels = Record<string, string>
-export type Selector = {
+type Labels = Record<string, string>
+type Selector = {
   matchLabels?: Labels
   matchExpressions?: { key: string; operator: string; values?: string[] }[]
 }
@@ -59,16 +59,16 @@ export function selects(selector: Selector, labels: Labels): boolean {
 }
 
 export function yamlFiles(dir: string): string[] {
-  return readdirSync(join(root, dir), { recursive: true, encoding: 'utf8' })
+  return readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' })
     .filter((file) => file.endsWith('.yaml') || file.endsWith('.yml'))
     .map((file) => join(dir, file))
 }
 export const parse = (text: string): Doc[] =>
   (parseYamlDocuments(text) as (Doc | null)[]).filter((doc) => doc !== null)
 export const parseFiles = (...files: string[]): Doc[] =>
-  files.flatMap((f) => parse(readFileSync(join(root, f), 'utf8')))
+  files.flatMap((f) => parse(readFileSync(join(ROOT, f), 'utf8')))
 
-export const hasKubectl = (() => {
+const hasKubectl = (() => {
   try {
     execFileSync('kubectl', ['version', '--client'], { stdio: 'ignore', timeout: 30_000 })
     return true
@@ -81,18 +81,18 @@ export const noKubectl = hasKubectl
   : 'kubectl is not on PATH: kustomize output not rendered'
 export const render = (dir: string): Doc[] =>
   parse(
-    execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, cwd: root }),
+    execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000, cwd: ROOT }),
   )
 
-export const SYSTEM_NAMESPACES = [
+const SYSTEM_NAMESPACES = [
   'kube-system',
   'kube-public',
   'kube-node-lease',
   'knative-serving',
   'cert-manager',
 ]
-export const OPT_OUT: Labels = { 'irsa-webhook': 'disabled' }
-export const nsLabels = (name: string, extra: Labels = {}): Labels => ({
+const OPT_OUT: Labels = { 'irsa-webhook': 'disabled' }
+const nsLabels = (name: string, extra: Labels = {}): Labels => ({
   'kubernetes.io/metadata.name': name,
   ...extra,
 })
@@ -110,7 +110,7 @@ export function webhookOf(docs: Doc[]): Doc {
 /** The opt-in pod label profile (deploy/components/opt-in-label): only labelled pods are sent, with failurePolicy Fail. */
 const OPT_IN: Labels = { [LABELS.optIn]: 'true' }
 
-export function checkWebhook(
+function checkWebhook(
   hook: Doc,
   own: { namespace: string; podLabels: Labels; gateway: string },
   optIn = false,
@@ -162,7 +162,7 @@ export function checkWebhook(
 
 export type Container = Doc & { env?: { name: string; value?: string }[] }
 
-export function checkContainer(container: Container, podSecurity: Doc = {}): void {
+function checkContainer(container: Container, podSecurity: Doc = {}): void {
   const sc = (key: string): unknown =>
     get(container, `securityContext.${key}`) ?? get(podSecurity, key)
   assert.equal(sc('runAsNonRoot'), true)
@@ -183,7 +183,7 @@ export function checkContainer(container: Container, podSecurity: Doc = {}): voi
     assert.ok(known.includes(name), `${name} is read by the app`)
 }
 
-export const envOf = (container: Container, extra: Labels = {}): Labels =>
+const envOf = (container: Container, extra: Labels = {}): Labels =>
   Object.fromEntries([
     ...(container.env ?? []).map((e) => [e.name, e.value ?? 'x'.repeat(24)]),
     ...Object.entries(extra),
@@ -200,7 +200,7 @@ function rolesOf(docs: Doc[], subject: Doc): Doc[] {
   return docs.filter((doc) => names.includes(`${doc['kind']}/${get(doc, 'metadata.name')}`))
 }
 
-export function checkRbac(docs: Doc[], lookupMode: string): void {
+function checkRbac(docs: Doc[], lookupMode: string): void {
   const roles = rolesOf(docs, WEBHOOK_SA)
   assert.equal(roles.length, 1, 'one role for the webhook, shared by both shapes')
   const [rule, ...more] = list(roles[0], 'rules')
@@ -222,7 +222,7 @@ export function checkRbac(docs: Doc[], lookupMode: string): void {
 }
 
 export function scriptDefault(mode: string, variable: string): string {
-  const script = readFileSync(join(root, 'generate-certs.sh'), 'utf8')
+  const script = readFileSync(join(ROOT, 'generate-certs.sh'), 'utf8')
   const match = new RegExp(`${mode}\\) .*${variable}=\\$\\{${variable}:-([\\w.-]+)\\}`).exec(script)
   assert.ok(match?.[1], `generate-certs.sh has a ${mode} default for ${variable}`)
   return match[1]
@@ -475,7 +475,7 @@ export function checkAudit(docs: Doc[]): void {
   assert.deepEqual(get(binding, 'subjects'), [AUDIT_SA], 'bound to the audit alone')
 }
 
-export const manifests = (dir: string) =>
+const manifests = (dir: string) =>
   yamlFiles(dir).filter((file) => !file.endsWith('kustomization.yaml'))
 export const classicFiles = () =>
   parseFiles(...manifests('deploy/base'), ...manifests('deploy/rbac'))
@@ -484,7 +484,7 @@ export const knativeFiles = () =>
 
 export function scriptGateway(): string {
   const match = /GATEWAY_NAMESPACE=([\w-]+)/.exec(
-    readFileSync(join(root, 'generate-certs.sh'), 'utf8'),
+    readFileSync(join(ROOT, 'generate-certs.sh'), 'utf8'),
   )
   return match?.[1] ?? ''
 }

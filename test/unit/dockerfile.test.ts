@@ -2,6 +2,7 @@
  * The Dockerfile's stage structure, read with dockerfile-ast: a multi-arch build (`docker buildx build --platform
  * linux/amd64,linux/arm64`, as .github/workflows/release.yml runs it) builds the bundle once on the build machine
  * and takes the Node binary and the compile cache from the target platform; the OCI labels carry the release.
+ * Read as text: the Node version it builds on, and what the image runs (the `npm start` bundle, the audit CLI).
  */
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
@@ -15,6 +16,7 @@ import {
   type Instruction,
   type Label,
 } from 'dockerfile-ast'
+import { type Container, get, list, parseFiles } from '../support/manifests.ts'
 import { ROOT } from '../support/process.ts'
 
 const dockerfile = DockerfileParser.parse(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))
@@ -134,5 +136,44 @@ describe('Dockerfile stages', () => {
       () => runCheck('9.9.9-wrong'),
       /VERSION build arg 9\.9\.9-wrong != package\.json version/,
     )
+  })
+})
+
+describe('Dockerfile: the Node it builds on, and what the image runs', () => {
+  const source = readFileSync(join(ROOT, 'Dockerfile'), 'utf8') // as text: the regexes below read lines
+  const lastStage = source.slice(source.lastIndexOf('\nFROM '))
+
+  test('builds on the Node version the tests run on, and never from a latest tag', () => {
+    assert.equal(/^ARG NODE_VERSION=(\S+)$/m.exec(source)?.[1], get(pkg, 'devDependencies.node'))
+    assert.doesNotMatch(source, /^FROM \S+:latest\b/m)
+    assert.match(source, /npm ci --ignore-scripts/)
+    assert.match(source, /RUN npm run build/)
+  })
+
+  test('ships dist/cli.js where the audit CronJob runs it (WORKDIR /app)', () => {
+    const [cron] = parseFiles('deploy/components/audit-cronjob/cronjob.yaml')
+    const [container] = list<Container>(cron, 'spec.jobTemplate.spec.template.spec.containers')
+    const command = (container?.['command'] as string[] | undefined) ?? []
+    const [node] = command
+    const script = command.find((arg) => arg.endsWith('.js'))
+    assert.equal(node, 'node')
+    assert.deepEqual(
+      command.slice(1, command.indexOf(script ?? '')),
+      String(get(pkg, 'scripts.cli')).split(' ').slice(1, -1),
+      'the node flags `npm run cli` runs the CLI with',
+    )
+    assert.equal(/^WORKDIR (\S+)$/m.exec(lastStage)?.[1], '/app')
+    const shipped = /^COPY --from=target-node \S* ?\/app\/dist\/ (\S+)$/m.exec(lastStage)?.[1]
+    assert.equal(shipped, '/app/dist/')
+    assert.ok(join('/app', script ?? '').startsWith(shipped), `${script} is in ${shipped}`)
+    assert.match(source, /node dist\/cli\.js --help/, 'the build checks the CLI bundle runs')
+  })
+
+  test('runs the bundle `npm start` runs, in exec form, as 65532:65532', () => {
+    const cmd = /^CMD (\[.*\])$/m.exec(lastStage)?.[1]
+    assert.deepEqual(JSON.parse(cmd ?? 'null'), String(get(pkg, 'scripts.start')).split(' '))
+    assert.match(lastStage, /^USER 65532:65532$/m)
+    assert.match(lastStage, /^COPY --from=target-node .*\/dist\/ /m)
+    assert.doesNotMatch(lastStage, /node_modules/, 'the bundle needs no node_modules')
   })
 })

@@ -4,7 +4,6 @@
  */
 
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
@@ -27,13 +26,13 @@ import {
   rbacOf,
   render,
   renderWith,
-  root,
   scriptDefault,
   scriptGateway,
   webhookContainer,
   webhookOf,
   yamlFiles,
 } from '../support/manifests.ts'
+import { ROOT } from '../support/process.ts'
 
 describe('the YAML files under deploy/ and knative/', () => {
   test('every file parses and every document has an apiVersion and a kind', () => {
@@ -45,7 +44,7 @@ describe('the YAML files under deploy/ and knative/', () => {
         const ok = Array.isArray(doc)
           ? doc.every((op: Doc) => op['op'] && op['path'])
           : doc['apiVersion'] && doc['kind']
-        assert.ok(ok, relative(root, file))
+        assert.ok(ok, relative(ROOT, file))
       }
     }
   })
@@ -238,47 +237,4 @@ describe('kustomize output (kubectl kustomize, offline)', { skip: noKubectl }, (
       )
     })
   }
-})
-
-describe('Dockerfile', () => {
-  const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as Doc
-  const lastStage = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '))
-
-  test('builds on the Node version the tests run on, and never from a latest tag', () => {
-    assert.equal(
-      /^ARG NODE_VERSION=(\S+)$/m.exec(dockerfile)?.[1],
-      get(pkg, 'devDependencies.node'),
-    )
-    assert.doesNotMatch(dockerfile, /^FROM \S+:latest\b/m)
-    assert.match(dockerfile, /npm ci --ignore-scripts/)
-    assert.match(dockerfile, /RUN npm run build/)
-  })
-
-  test('ships dist/cli.js where the audit CronJob runs it (WORKDIR /app)', () => {
-    const [cron] = parseFiles('deploy/components/audit-cronjob/cronjob.yaml')
-    const [container] = list<Container>(cron, 'spec.jobTemplate.spec.template.spec.containers')
-    const command = (container?.['command'] as string[] | undefined) ?? []
-    const [node] = command
-    const script = command.find((arg) => arg.endsWith('.js'))
-    assert.equal(node, 'node')
-    assert.deepEqual(
-      command.slice(1, command.indexOf(script ?? '')),
-      String(get(pkg, 'scripts.cli')).split(' ').slice(1, -1),
-      'the node flags `npm run cli` runs the CLI with',
-    )
-    assert.equal(/^WORKDIR (\S+)$/m.exec(lastStage)?.[1], '/app')
-    const shipped = /^COPY --from=target-node \S* ?\/app\/dist\/ (\S+)$/m.exec(lastStage)?.[1]
-    assert.equal(shipped, '/app/dist/')
-    assert.ok(join('/app', script ?? '').startsWith(shipped), `${script} is in ${shipped}`)
-    assert.match(dockerfile, /node dist\/cli\.js --help/, 'the build checks the CLI bundle runs')
-  })
-
-  test('runs the bundle `npm start` runs, in exec form, as 65532:65532', () => {
-    const cmd = /^CMD (\[.*\])$/m.exec(lastStage)?.[1]
-    assert.deepEqual(JSON.parse(cmd ?? 'null'), String(get(pkg, 'scripts.start')).split(' '))
-    assert.match(lastStage, /^USER 65532:65532$/m)
-    assert.match(lastStage, /^COPY --from=target-node .*\/dist\/ /m)
-    assert.doesNotMatch(lastStage, /node_modules/, 'the bundle needs no node_modules')
-  })
 })
