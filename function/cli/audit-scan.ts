@@ -11,7 +11,7 @@ import { type AddOperation, containersWithOtherRole } from '../mutate-pod.ts'
 import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
 import { type Decision, type Lookup, type ReviewSettings, reviewPod } from '../review-pod.ts'
 import { toServiceAccountInfo } from '../service-accounts.ts'
-import type { LabelSelector } from './doctor-context.ts'
+import { type LabelSelector, MWC_PATH, ourWebhook } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
@@ -75,6 +75,8 @@ export interface ScanOptions {
   readonly settings: ReviewSettings
   /** Notes for stderr (a restarted listing, exclusions not found, …). */
   readonly note: (line: string) => void
+  /** The webhook's selectors when the caller has read the configuration already (doctor); else read here. */
+  readonly selectors?: WebhookSelectors
   /** How ServiceAccounts are read (default `list`; see loadServiceAccounts). */
   readonly serviceAccountReads?: 'list' | 'get'
 }
@@ -90,8 +92,6 @@ export type Classification =
       readonly serviceAccount: string
     }
 
-const WEBHOOK_NAME = 'irsa.vultr.com'
-const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
 const NAMESPACE_LABEL = 'kubernetes.io/metadata.name'
 
 /** The ServiceAccounts of a run: each read once (a LIST, or one GET when a pod names one the LIST did not have). */
@@ -323,13 +323,7 @@ export async function loadSelectors(
     )
   }
   if (response.status !== 200) throw new ClusterReadError(`GET ${path}: ${statusMessage(response)}`)
-  const webhooks = ((response.body as { webhooks?: unknown })?.webhooks ?? []) as {
-    name?: string
-    namespaceSelector?: LabelSelector
-    objectSelector?: LabelSelector
-    matchConditions?: unknown[]
-  }[]
-  const webhook = webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
+  const webhook = ourWebhook(response.body)
   if ((webhook?.matchConditions ?? []).length > 0) {
     note(`webhook ${webhook?.name}: matchConditions are not evaluated by the audit`)
   }
@@ -453,7 +447,9 @@ function pickLabels(pod: PodShape): Record<string, string> {
  * ServiceAccounts); a pod listing that fails twice ends the scan with `failure` set and the findings so far.
  */
 export async function scanPods(options: ScanOptions): Promise<ScanResult> {
-  const selectors = await loadSelectors(options.client, options.configurationName, options.note)
+  const selectors =
+    options.selectors ??
+    (await loadSelectors(options.client, options.configurationName, options.note))
   const namespaces =
     selectors.namespaceSelector === undefined ? undefined : await loadNamespaceLabels(options)
   const serviceAccounts = await loadServiceAccounts(options, options.serviceAccountReads)

@@ -8,15 +8,14 @@ import {
   type DoctorContext,
   fail,
   getObject,
+  MWC_PATH,
+  ourWebhook,
   pass,
   type ServiceRef,
   skip,
   type WebhookEntry,
   warn,
 } from './doctor-context.ts'
-
-const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
-const WEBHOOK_NAME = 'irsa.vultr.com'
 
 /**
  * Turns a webhook that calls a `url` back into the shipped one that calls the Service. `kubectl apply` alone cannot:
@@ -45,8 +44,7 @@ export async function loadWebhook(
     return {
       result: fail(name, `cannot read it: ${got.error}`, 'check your kubeconfig and access'),
     }
-  const webhooks = (got.found['webhooks'] ?? []) as WebhookEntry[]
-  const webhook = webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
+  const webhook = ourWebhook(got.found)
   if (webhook === undefined)
     return { result: fail(name, 'has no webhooks', `re-apply it: ${apply}`) }
   const service = webhook.clientConfig?.service
