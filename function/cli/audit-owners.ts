@@ -6,7 +6,7 @@
  * (`<deployment>-<pod-template-hash>`).
  * @module
  */
-import type { Finding, OwnerRef } from './audit-scan.ts'
+import { controllerOf, type Finding, type OwnerRef } from './audit-scan.ts'
 import type { KubeClient } from './kube.ts'
 
 const KNATIVE = 'serving.knative.dev/v1'
@@ -16,15 +16,7 @@ async function parentOf(client: KubeClient, path: string): Promise<OwnerRef | nu
   try {
     const response = await client.get(path)
     if (response.status !== 200) return undefined
-    const refs =
-      (
-        response.body as {
-          metadata?: { ownerReferences?: { kind?: string; name?: string; controller?: boolean }[] }
-        }
-      )?.metadata?.ownerReferences ?? []
-    const ref = refs.find((r) => r.controller === true) ?? refs[0]
-    if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') return null
-    return { kind: ref.kind, name: ref.name }
+    return controllerOf(response.body as Parameters<typeof controllerOf>[0])
   } catch {
     return undefined
   }

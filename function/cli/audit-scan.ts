@@ -350,8 +350,10 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function controllerOf(pod: PodShape): OwnerRef | null {
-  const refs = Array.isArray(pod.metadata?.ownerReferences) ? pod.metadata.ownerReferences : []
+/** An object's controller: its ownerReference with controller: true, else its first one; null when it has none. */
+export function controllerOf(object: Pick<PodShape, 'metadata'> | undefined): OwnerRef | null {
+  const metadata = object?.metadata
+  const refs = Array.isArray(metadata?.ownerReferences) ? metadata.ownerReferences : []
   const ref = refs.find((r) => r.controller === true) ?? refs[0]
   if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') return null
   return { kind: ref.kind, name: ref.name }
