@@ -5,7 +5,6 @@
  * webhook (its namespaceSelector/objectSelector), mirror pods and finished pods are not audited.
  * @module
  */
-import type { AdmissionRequest } from '../admission.ts'
 import { type ServiceAccountInfo, serviceAccountSchema } from '../kube-objects.ts'
 import { type AddOperation, containersWithOtherRole } from '../mutate-pod.ts'
 import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
@@ -15,6 +14,7 @@ import { type LabelSelector, MWC_PATH, ourWebhook } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
+import { podCreateRequest } from './manifests.ts'
 import { selects } from './selector.ts'
 
 export type Problem = 'missing' | 'role-differs' | 'invalid-role' | 'volume-conflict'
@@ -153,13 +153,10 @@ export function classifyPod(
   serviceAccounts: ServiceAccountCache,
   settings: ReviewSettings,
 ): Classification | Promise<Classification> {
-  const request: AdmissionRequest = {
-    uid: 'irsa-webhook-audit',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    operation: 'CREATE',
-    namespace,
-    object: pod,
-  }
+  const request = podCreateRequest(
+    { namespace, pod: pod as Record<string, unknown> },
+    'irsa-webhook-audit',
+  )
   const source = {
     cached: (ns: string, name: string) => serviceAccounts.lookup(ns, name),
     get: (ns: string, name: string) => serviceAccounts.fetch(ns, name),

@@ -76,7 +76,10 @@ export function podOf(manifest: unknown, fallbackNamespace: string): Workload | 
 }
 
 /** The request the API server would send for creating this pod. */
-export function podCreateRequest(workload: Workload, uid: string): AdmissionRequest {
+export function podCreateRequest(
+  workload: Pick<Workload, 'namespace' | 'pod'>,
+  uid: string,
+): AdmissionRequest {
   const metadata = isObject(workload.pod['metadata']) ? workload.pod['metadata'] : {}
   const podName = typeof metadata['name'] === 'string' ? { name: metadata['name'] } : {}
   return {
