@@ -12,6 +12,7 @@ import {
   skip,
   warn,
 } from './doctor-context.ts'
+import { gatewayNamespace } from './doctor-knative.ts'
 import { fetchOidcDocuments, OidcReadError } from './oidc.ts'
 import { selects } from './selector.ts'
 
@@ -81,8 +82,7 @@ async function namespaceLabels(
 /** Namespaces that must never wait for the webhook: its own, kube-system, and for Knative the serving stack. */
 function protectedNamespaces(context: DoctorContext): string[] {
   const names = [context.namespace, 'kube-system']
-  const gateway = context.webhook?.clientConfig?.service?.namespace
-  if (context.mode === 'knative') names.push('knative-serving', gateway ?? 'kourier-system')
+  if (context.mode === 'knative') names.push('knative-serving', gatewayNamespace(context))
   return [...new Set(names)]
 }
 
