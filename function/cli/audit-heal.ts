@@ -176,8 +176,8 @@ export async function heal(
   }
 }
 
-export const EVENT_REASON = 'IRSACredentialsMissing'
-export const ROLE_EVENT_REASON = 'IRSARoleDiffers'
+const EVENT_REASON = 'IRSACredentialsMissing'
+const ROLE_EVENT_REASON = 'IRSARoleDiffers'
 const COMPONENT = 'irsa-webhook-audit'
 
 function eventMessage(finding: Finding): string {

@@ -249,7 +249,7 @@ function createServiceAccountCache(client: KubeClient) {
  * 'get'` nothing is listed and each ServiceAccount is fetched when a pod first names it: the alternative the
  * benchmark measures (npm run bench:audit).
  */
-export async function loadServiceAccounts(
+async function loadServiceAccounts(
   options: Pick<ScanOptions, 'client' | 'namespace' | 'chunkSize' | 'note'>,
   reads: 'list' | 'get' = 'list',
 ): Promise<ServiceAccountCache> {
@@ -296,7 +296,7 @@ interface WebhookSelectors {
 }
 
 /** The selectors of our webhook entry; none when the configuration does not exist. */
-export async function loadSelectors(
+async function loadSelectors(
   client: KubeClient,
   name: string,
   note: (line: string) => void,
