@@ -15,7 +15,7 @@ import {
   type ScanResult,
   scanPods,
 } from './audit-scan.ts'
-import { EXIT, type Io, UsageError } from './io.ts'
+import { EXIT, type Io, oneOf, UsageError } from './io.ts'
 import { createKubeClient, type KubeClient, loadKubeConfig } from './kube.ts'
 import { ClusterReadError } from './kube-list.ts'
 import { reviewSettingsFrom } from './mutate.ts'
@@ -89,9 +89,7 @@ function parseAuditArgs(argv: string[]): AuditOptions | 'help' {
     },
   })
   if (values.help) return 'help'
-  if (values.output !== 'table' && values.output !== 'json') {
-    throw new UsageError(`--output must be table or json, got ${JSON.stringify(values.output)}`)
-  }
+  const output = oneOf('--output', values.output, ['table', 'json'])
   if (values['heal-role-changes'] && !values.heal) {
     throw new UsageError('--heal-role-changes needs --heal')
   }
@@ -99,7 +97,7 @@ function parseAuditArgs(argv: string[]): AuditOptions | 'help' {
   return {
     namespace: values.namespace,
     configuration: values.configuration,
-    output: values.output,
+    output,
     heal: values.heal,
     maxEvictions: count(values['max-evictions'], '--max-evictions', 0),
     healRoleChanges: values['heal-role-changes'],
