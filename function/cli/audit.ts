@@ -124,14 +124,21 @@ export interface AuditEntry {
 export interface AuditReport {
   readonly pods: AuditEntry[]
   readonly skipped: ScanResult['skipped']
-  readonly summary: Record<string, unknown>
+  readonly summary: AuditSummary
 }
+
+type AuditSummary = ReturnType<typeof summarize>
 
 const PROBLEMS: readonly Problem[] = ['missing', 'role-differs', 'invalid-role', 'volume-conflict']
 const ACTIONS: readonly Action[] = ['evicted', 'blocked-by-pdb', 'reported', 'skipped', 'failed']
 
-function tally<T extends string>(keys: readonly T[], values: readonly (T | undefined)[]) {
-  return Object.fromEntries(keys.map((key) => [key, values.filter((v) => v === key).length]))
+function tally<T extends string>(
+  keys: readonly T[],
+  values: readonly (T | undefined)[],
+): Record<T, number> {
+  return Object.fromEntries(
+    keys.map((key) => [key, values.filter((v) => v === key).length]),
+  ) as Record<T, number>
 }
 
 function summarize(scan: ScanResult, entries: readonly AuditEntry[], options: AuditOptions) {
@@ -282,18 +289,17 @@ function formatTable(report: AuditReport, healed: boolean): string {
   return `${[...blocks, summaryLine(report.summary)].join('\n\n')}\n`
 }
 
-function summaryLine(summary: Record<string, unknown>): string {
-  const n = (key: string) => Number(summary[key] ?? 0)
-  const not = summary['notAudited'] as Record<string, number>
-  const found = PROBLEMS.map((p) => `${n(p)} ${p}`).join(', ')
+function summaryLine(summary: AuditSummary): string {
+  const not = summary.notAudited
+  const found = PROBLEMS.map((p) => `${summary[p]} ${p}`).join(', ')
   const lines = [
-    `${n('scanned')} pods scanned (${summary['scope']}): ${n('audited')} audited, ${n('ok')} fine, ${found}, ${n('skipped')} skipped`,
-    `not audited: ${not['finished']} finished, ${not['mirror']} mirror, ${not['excludedNamespace']} in excluded namespaces, ${not['excludedLabels']} excluded by labels`,
+    `${summary.scanned} pods scanned (${summary.scope}): ${summary.audited} audited, ${summary.ok} fine, ${found}, ${summary.skipped} skipped`,
+    `not audited: ${not.finished} finished, ${not.mirror} mirror, ${not.excludedNamespace} in excluded namespaces, ${not.excludedLabels} excluded by labels`,
   ]
-  const actions = summary['actions'] as Record<string, number> | undefined
+  const { actions } = summary
   if (actions !== undefined)
     lines.push(`heal: ${ACTIONS.map((a) => `${actions[a]} ${a}`).join(', ')}`)
-  if (summary['complete'] === false) lines.push(`INCOMPLETE: ${summary['error']}`)
+  if (!summary.complete) lines.push(`INCOMPLETE: ${summary.error}`)
   return lines.join('\n')
 }
 
@@ -323,8 +329,8 @@ export async function runAudit(argv: string[], io: Io): Promise<number> {
       ? `${JSON.stringify(report, null, 2)}\n`
       : formatTable(report, options.heal),
   )
-  if (report.summary['complete'] === false) {
-    io.err(`irsa-webhook audit: ${report.summary['error']}\n`)
+  if (!report.summary.complete) {
+    io.err(`irsa-webhook audit: ${report.summary.error}\n`)
     return AUDIT_EXIT.unreadable
   }
   return report.pods.some((entry) => entry.problem === 'missing')
