@@ -14,7 +14,7 @@ import { type LabelSelector, MWC_PATH, ourWebhook } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
-import { podCreateRequest } from './manifests.ts'
+import { isObject, podCreateRequest } from './manifests.ts'
 import { selects } from './selector.ts'
 
 export type Problem = 'missing' | 'role-differs' | 'invalid-role' | 'volume-conflict'
@@ -83,7 +83,7 @@ export interface ScanOptions {
 
 /** What the classification of one stored pod comes to. */
 export type Classification =
-  | { readonly kind: 'ok'; readonly outcome: string }
+  | { readonly kind: 'ok' }
   | { readonly kind: 'skipped'; readonly reason: string }
   | {
       readonly kind: 'finding'
@@ -201,7 +201,7 @@ function interpret(
       )
     }
   }
-  return { kind: 'ok', outcome }
+  return { kind: 'ok' }
 }
 
 function roleOf(lookup: Lookup | undefined): string | undefined {
@@ -341,10 +341,6 @@ async function loadNamespaceLabels(
     if (typeof metadata?.name === 'string') labels.set(metadata.name, metadata.labels ?? {})
   })
   return labels
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 /** An object's controller: its ownerReference with controller: true, else its first one; null when it has none. */

@@ -30,7 +30,8 @@ export interface Workload {
   readonly pod: Json
 }
 
-function isObject(value: unknown): value is Json {
+/** A JSON object (not null, not an array). */
+export function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
