@@ -66,6 +66,9 @@ export interface ScanResult {
   failure?: string
 }
 
+/** Items per LIST page when the caller names none (`audit --chunk-size`). */
+export const DEFAULT_CHUNK_SIZE = 500
+
 export interface ScanOptions {
   readonly client: KubeClient
   /** One namespace, or undefined for all. */

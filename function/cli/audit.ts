@@ -9,6 +9,7 @@ import type { ReviewSettings } from '../review-pod.ts'
 import { type Action, heal, recordEvent } from './audit-heal.ts'
 import { createOwnerResolver } from './audit-owners.ts'
 import {
+  DEFAULT_CHUNK_SIZE,
   type Finding,
   type OwnerRef,
   type Problem,
@@ -41,7 +42,7 @@ Options:
       --max-evictions N     with --heal: at most N evictions per run (default: 10)
       --heal-role-changes   with --heal: also evict role-differs pods
       --events              record a Warning Event (reason IRSACredentialsMissing) on each pod found
-      --chunk-size N        pods per LIST page (default: 500)
+      --chunk-size N        pods per LIST page (default: ${DEFAULT_CHUNK_SIZE})
       --set KEY=VALUE       the webhook's config the decision reads, when not the defaults
                             (STS_ENDPOINT, TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS, DEFAULT_REGION,
                             INVALID_ROLE_POLICY; repeatable)
@@ -82,7 +83,7 @@ function parseAuditArgs(argv: string[]): AuditOptions | 'help' {
       'max-evictions': { type: 'string', default: '10' },
       'heal-role-changes': { type: 'boolean', default: false },
       events: { type: 'boolean', default: false },
-      'chunk-size': { type: 'string', default: '500' },
+      'chunk-size': { type: 'string', default: String(DEFAULT_CHUNK_SIZE) },
       set: { type: 'string', multiple: true, default: [] },
       kubeconfig: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },

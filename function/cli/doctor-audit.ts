@@ -3,7 +3,7 @@
  * unreachable), the first few named, and the fix.
  * @module
  */
-import { scanPods } from './audit-scan.ts'
+import { DEFAULT_CHUNK_SIZE, scanPods } from './audit-scan.ts'
 import { type CheckResult, type DoctorContext, fail, pass, warn } from './doctor-context.ts'
 import { reviewSettingsFrom } from './mutate.ts'
 
@@ -24,7 +24,7 @@ export async function checkMissingIdentity(context: DoctorContext): Promise<Chec
       client: context.client,
       namespace: undefined,
       configurationName: context.configurationName,
-      chunkSize: 500,
+      chunkSize: DEFAULT_CHUNK_SIZE,
       settings: reviewSettingsFrom([]),
       note: () => undefined,
       ...(context.webhook === undefined ? {} : { selectors: context.webhook }),
