@@ -7,19 +7,15 @@
  * @module
  */
 import { controllerOf, type Finding, type OwnerRef } from './audit-scan.ts'
+import { getObject } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 
 const KNATIVE = 'serving.knative.dev/v1'
 
 /** The controller of the owner at `path` (null: it has none), or undefined when it could not be read. */
 async function parentOf(client: KubeClient, path: string): Promise<OwnerRef | null | undefined> {
-  try {
-    const response = await client.get(path)
-    if (response.status !== 200) return undefined
-    return controllerOf(response.body as Parameters<typeof controllerOf>[0])
-  } catch {
-    return undefined
-  }
+  const got = await getObject({ client }, path)
+  return 'found' in got ? controllerOf(got.found) : undefined
 }
 
 function byConvention(finding: Finding, replicaSet: string): OwnerRef | undefined {
