@@ -22,7 +22,7 @@ import { ClusterReadError } from './kube-list.ts'
 import { reviewSettingsFrom } from './mutate.ts'
 
 /** Exit codes of `audit`: 0 nothing missing, 1 something missing, 2 usage error, 3 the cluster could not be read. */
-export const AUDIT_EXIT = { ...EXIT, unreadable: 3 } as const
+const AUDIT_EXIT = { ...EXIT, unreadable: 3 } as const
 
 const AUDIT_USAGE = `Usage: irsa-webhook audit [options]
 

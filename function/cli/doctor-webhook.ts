@@ -23,7 +23,7 @@ import {
  * configuration, apply the manifests, and re-run generate-certs.sh, which patches the caBundle back in. Pods created
  * between the delete and the apply are not sent to the webhook.
  */
-export function reinstallWebhookCommands(
+function reinstallWebhookCommands(
   mode: DoctorContext['mode'],
   configuration: string,
 ): string {
