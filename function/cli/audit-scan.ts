@@ -15,7 +15,7 @@ import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
 import { isObject, podCreateRequest } from './manifests.ts'
-import { selects } from './selector.ts'
+import { selects, selectsNamespace } from './selector.ts'
 
 export type Problem = 'missing' | 'role-differs' | 'invalid-role' | 'volume-conflict'
 
@@ -94,8 +94,6 @@ export type Classification =
       readonly detail: string
       readonly serviceAccount: string
     }
-
-const NAMESPACE_LABEL = 'kubernetes.io/metadata.name'
 
 /** The ServiceAccounts of a run: each read once (a LIST, or one GET when a pod names one the LIST did not have). */
 export interface ServiceAccountCache {
@@ -366,9 +364,9 @@ function notAudited(pod: PodShape, namespace: string, scope: Scope): keyof ScanC
   const phase = pod.status?.phase
   if (phase === 'Succeeded' || phase === 'Failed') return 'finished'
   if (pod.metadata?.annotations?.[ANNOTATIONS.mirror] !== undefined) return 'mirror'
-  if (scope.selectors.namespaceSelector !== undefined) {
-    const labels = { ...scope.namespaces?.get(namespace), [NAMESPACE_LABEL]: namespace }
-    if (!selects(scope.selectors.namespaceSelector, labels)) return 'excludedNamespace'
+  const namespaceLabels = scope.namespaces?.get(namespace)
+  if (!selectsNamespace(scope.selectors.namespaceSelector, namespace, namespaceLabels)) {
+    return 'excludedNamespace'
   }
   const labels = isObject(pod.metadata?.labels) ? pod.metadata.labels : {}
   if (!selects(scope.selectors.objectSelector, labels)) return 'excludedLabels'

@@ -23,10 +23,7 @@ import {
  * configuration, apply the manifests, and re-run generate-certs.sh, which patches the caBundle back in. Pods created
  * between the delete and the apply are not sent to the webhook.
  */
-function reinstallWebhookCommands(
-  mode: DoctorContext['mode'],
-  configuration: string,
-): string {
+function reinstallWebhookCommands(mode: DoctorContext['mode'], configuration: string): string {
   const dir = mode === 'knative' ? 'knative/' : 'deploy/'
   return `kubectl delete mutatingwebhookconfiguration ${configuration} && kubectl apply -k ${dir} && ./generate-certs.sh --mode ${mode} (kubectl apply alone cannot turn url back into service: the API server rejects both)`
 }
