@@ -317,7 +317,6 @@ export async function runAudit(argv: string[], io: Io): Promise<number> {
     const client = createKubeClient(loadKubeConfig(options.kubeconfig))
     report = await buildReport(client, options, settings, io)
   } catch (error) {
-    if (error instanceof UsageError) throw error
     const message =
       error instanceof ClusterReadError
         ? error.message
