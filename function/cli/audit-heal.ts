@@ -21,6 +21,7 @@ import {
   type Problem,
   type ServiceAccountCache,
 } from './audit-scan.ts'
+import { getObject } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 
@@ -72,20 +73,11 @@ function reportOnly(finding: Finding, healRoleChanges: boolean): string | undefi
 /** The fresh GET before an eviction: undefined when the pod still has the problem, else why to skip it. */
 async function recheck(finding: Finding, options: HealOptions): Promise<HealOutcome | undefined> {
   const path = `/api/v1/namespaces/${encodeURIComponent(finding.namespace)}/pods/${encodeURIComponent(finding.name)}`
-  let response: Awaited<ReturnType<KubeClient['get']>>
-  try {
-    response = await options.client.get(path)
-  } catch (error) {
-    return {
-      action: 'failed',
-      reason: `GET pod: ${error instanceof Error ? error.message : error}`,
-    }
-  }
-  if (response.status === 404) return { action: 'skipped', reason: 'the pod is gone' }
-  if (response.status !== 200)
-    return { action: 'failed', reason: `GET pod: ${statusMessage(response)}` }
-  const pod = response.body as { metadata?: { uid?: string; deletionTimestamp?: string } }
-  if (pod?.metadata?.uid !== finding.uid)
+  const got = await getObject(options, path)
+  if ('missing' in got) return { action: 'skipped', reason: 'the pod is gone' }
+  if ('error' in got) return { action: 'failed', reason: `GET pod: ${got.error}` }
+  const pod = got.found as { metadata?: { uid?: string; deletionTimestamp?: string } }
+  if (pod.metadata?.uid !== finding.uid)
     return { action: 'skipped', reason: 'the pod was recreated meanwhile' }
   // Already going away (a rollout, a drain): its replacement goes through the webhook, and the owner's one
   // eviction of this run is left for a pod that stays.
@@ -176,8 +168,8 @@ export async function heal(
   }
 }
 
-export const EVENT_REASON = 'IRSACredentialsMissing'
-export const ROLE_EVENT_REASON = 'IRSARoleDiffers'
+const EVENT_REASON = 'IRSACredentialsMissing'
+const ROLE_EVENT_REASON = 'IRSARoleDiffers'
 const COMPONENT = 'irsa-webhook-audit'
 
 function eventMessage(finding: Finding): string {

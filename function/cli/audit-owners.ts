@@ -6,28 +6,16 @@
  * (`<deployment>-<pod-template-hash>`).
  * @module
  */
-import type { Finding, OwnerRef } from './audit-scan.ts'
+import { controllerOf, type Finding, type OwnerRef } from './audit-scan.ts'
+import { getObject } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 
 const KNATIVE = 'serving.knative.dev/v1'
 
 /** The controller of the owner at `path` (null: it has none), or undefined when it could not be read. */
 async function parentOf(client: KubeClient, path: string): Promise<OwnerRef | null | undefined> {
-  try {
-    const response = await client.get(path)
-    if (response.status !== 200) return undefined
-    const refs =
-      (
-        response.body as {
-          metadata?: { ownerReferences?: { kind?: string; name?: string; controller?: boolean }[] }
-        }
-      )?.metadata?.ownerReferences ?? []
-    const ref = refs.find((r) => r.controller === true) ?? refs[0]
-    if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') return null
-    return { kind: ref.kind, name: ref.name }
-  } catch {
-    return undefined
-  }
+  const got = await getObject({ client }, path)
+  return 'found' in got ? controllerOf(got.found) : undefined
 }
 
 function byConvention(finding: Finding, replicaSet: string): OwnerRef | undefined {

@@ -5,17 +5,17 @@
  * webhook (its namespaceSelector/objectSelector), mirror pods and finished pods are not audited.
  * @module
  */
-import type { AdmissionRequest } from '../admission.ts'
 import { type ServiceAccountInfo, serviceAccountSchema } from '../kube-objects.ts'
 import { type AddOperation, containersWithOtherRole } from '../mutate-pod.ts'
 import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
 import { type Decision, type Lookup, type ReviewSettings, reviewPod } from '../review-pod.ts'
 import { toServiceAccountInfo } from '../service-accounts.ts'
-import type { LabelSelector } from './doctor-context.ts'
+import { type LabelSelector, MWC_PATH, ourWebhook } from './doctor-context.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
-import { selects } from './selector.ts'
+import { isObject, podCreateRequest } from './manifests.ts'
+import { selects, selectsNamespace } from './selector.ts'
 
 export type Problem = 'missing' | 'role-differs' | 'invalid-role' | 'volume-conflict'
 
@@ -66,6 +66,9 @@ export interface ScanResult {
   failure?: string
 }
 
+/** Items per LIST page when the caller names none (`audit --chunk-size`). */
+export const DEFAULT_CHUNK_SIZE = 500
+
 export interface ScanOptions {
   readonly client: KubeClient
   /** One namespace, or undefined for all. */
@@ -75,13 +78,15 @@ export interface ScanOptions {
   readonly settings: ReviewSettings
   /** Notes for stderr (a restarted listing, exclusions not found, …). */
   readonly note: (line: string) => void
+  /** The webhook's selectors when the caller has read the configuration already (doctor); else read here. */
+  readonly selectors?: WebhookSelectors
   /** How ServiceAccounts are read (default `list`; see loadServiceAccounts). */
   readonly serviceAccountReads?: 'list' | 'get'
 }
 
 /** What the classification of one stored pod comes to. */
 export type Classification =
-  | { readonly kind: 'ok'; readonly outcome: string }
+  | { readonly kind: 'ok' }
   | { readonly kind: 'skipped'; readonly reason: string }
   | {
       readonly kind: 'finding'
@@ -89,10 +94,6 @@ export type Classification =
       readonly detail: string
       readonly serviceAccount: string
     }
-
-const WEBHOOK_NAME = 'irsa.vultr.com'
-const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
-const NAMESPACE_LABEL = 'kubernetes.io/metadata.name'
 
 /** The ServiceAccounts of a run: each read once (a LIST, or one GET when a pod names one the LIST did not have). */
 export interface ServiceAccountCache {
@@ -153,13 +154,10 @@ export function classifyPod(
   serviceAccounts: ServiceAccountCache,
   settings: ReviewSettings,
 ): Classification | Promise<Classification> {
-  const request: AdmissionRequest = {
-    uid: 'irsa-webhook-audit',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    operation: 'CREATE',
-    namespace,
-    object: pod,
-  }
+  const request = podCreateRequest(
+    { namespace, pod: pod as Record<string, unknown> },
+    'irsa-webhook-audit',
+  )
   const source = {
     cached: (ns: string, name: string) => serviceAccounts.lookup(ns, name),
     get: (ns: string, name: string) => serviceAccounts.fetch(ns, name),
@@ -204,7 +202,7 @@ function interpret(
       )
     }
   }
-  return { kind: 'ok', outcome }
+  return { kind: 'ok' }
 }
 
 function roleOf(lookup: Lookup | undefined): string | undefined {
@@ -252,7 +250,7 @@ function createServiceAccountCache(client: KubeClient) {
  * 'get'` nothing is listed and each ServiceAccount is fetched when a pod first names it: the alternative the
  * benchmark measures (npm run bench:audit).
  */
-export async function loadServiceAccounts(
+async function loadServiceAccounts(
   options: Pick<ScanOptions, 'client' | 'namespace' | 'chunkSize' | 'note'>,
   reads: 'list' | 'get' = 'list',
 ): Promise<ServiceAccountCache> {
@@ -299,7 +297,7 @@ interface WebhookSelectors {
 }
 
 /** The selectors of our webhook entry; none when the configuration does not exist. */
-export async function loadSelectors(
+async function loadSelectors(
   client: KubeClient,
   name: string,
   note: (line: string) => void,
@@ -323,13 +321,7 @@ export async function loadSelectors(
     )
   }
   if (response.status !== 200) throw new ClusterReadError(`GET ${path}: ${statusMessage(response)}`)
-  const webhooks = ((response.body as { webhooks?: unknown })?.webhooks ?? []) as {
-    name?: string
-    namespaceSelector?: LabelSelector
-    objectSelector?: LabelSelector
-    matchConditions?: unknown[]
-  }[]
-  const webhook = webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
+  const webhook = ourWebhook(response.body)
   if ((webhook?.matchConditions ?? []).length > 0) {
     note(`webhook ${webhook?.name}: matchConditions are not evaluated by the audit`)
   }
@@ -352,12 +344,10 @@ async function loadNamespaceLabels(
   return labels
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function controllerOf(pod: PodShape): OwnerRef | null {
-  const refs = Array.isArray(pod.metadata?.ownerReferences) ? pod.metadata.ownerReferences : []
+/** An object's controller: its ownerReference with controller: true, else its first one; null when it has none. */
+export function controllerOf(object: Pick<PodShape, 'metadata'> | undefined): OwnerRef | null {
+  const metadata = object?.metadata
+  const refs = Array.isArray(metadata?.ownerReferences) ? metadata.ownerReferences : []
   const ref = refs.find((r) => r.controller === true) ?? refs[0]
   if (typeof ref?.kind !== 'string' || typeof ref.name !== 'string') return null
   return { kind: ref.kind, name: ref.name }
@@ -374,9 +364,9 @@ function notAudited(pod: PodShape, namespace: string, scope: Scope): keyof ScanC
   const phase = pod.status?.phase
   if (phase === 'Succeeded' || phase === 'Failed') return 'finished'
   if (pod.metadata?.annotations?.[ANNOTATIONS.mirror] !== undefined) return 'mirror'
-  if (scope.selectors.namespaceSelector !== undefined) {
-    const labels = { ...scope.namespaces?.get(namespace), [NAMESPACE_LABEL]: namespace }
-    if (!selects(scope.selectors.namespaceSelector, labels)) return 'excludedNamespace'
+  const namespaceLabels = scope.namespaces?.get(namespace)
+  if (!selectsNamespace(scope.selectors.namespaceSelector, namespace, namespaceLabels)) {
+    return 'excludedNamespace'
   }
   const labels = isObject(pod.metadata?.labels) ? pod.metadata.labels : {}
   if (!selects(scope.selectors.objectSelector, labels)) return 'excludedLabels'
@@ -453,7 +443,9 @@ function pickLabels(pod: PodShape): Record<string, string> {
  * ServiceAccounts); a pod listing that fails twice ends the scan with `failure` set and the findings so far.
  */
 export async function scanPods(options: ScanOptions): Promise<ScanResult> {
-  const selectors = await loadSelectors(options.client, options.configurationName, options.note)
+  const selectors =
+    options.selectors ??
+    (await loadSelectors(options.client, options.configurationName, options.note))
   const namespaces =
     selectors.namespaceSelector === undefined ? undefined : await loadNamespaceLabels(options)
   const serviceAccounts = await loadServiceAccounts(options, options.serviceAccountReads)

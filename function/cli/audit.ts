@@ -9,19 +9,20 @@ import type { ReviewSettings } from '../review-pod.ts'
 import { type Action, heal, recordEvent } from './audit-heal.ts'
 import { createOwnerResolver } from './audit-owners.ts'
 import {
+  DEFAULT_CHUNK_SIZE,
   type Finding,
   type OwnerRef,
   type Problem,
   type ScanResult,
   scanPods,
 } from './audit-scan.ts'
-import { EXIT, type Io, UsageError } from './io.ts'
+import { EXIT, type Io, oneOf, UsageError } from './io.ts'
 import { createKubeClient, type KubeClient, loadKubeConfig } from './kube.ts'
 import { ClusterReadError } from './kube-list.ts'
 import { reviewSettingsFrom } from './mutate.ts'
 
 /** Exit codes of `audit`: 0 nothing missing, 1 something missing, 2 usage error, 3 the cluster could not be read. */
-export const AUDIT_EXIT = { ...EXIT, unreadable: 3 } as const
+const AUDIT_EXIT = { ...EXIT, unreadable: 3 } as const
 
 const AUDIT_USAGE = `Usage: irsa-webhook audit [options]
 
@@ -41,7 +42,7 @@ Options:
       --max-evictions N     with --heal: at most N evictions per run (default: 10)
       --heal-role-changes   with --heal: also evict role-differs pods
       --events              record a Warning Event (reason IRSACredentialsMissing) on each pod found
-      --chunk-size N        pods per LIST page (default: 500)
+      --chunk-size N        pods per LIST page (default: ${DEFAULT_CHUNK_SIZE})
       --set KEY=VALUE       the webhook's config the decision reads, when not the defaults
                             (STS_ENDPOINT, TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS, DEFAULT_REGION,
                             INVALID_ROLE_POLICY; repeatable)
@@ -82,16 +83,14 @@ function parseAuditArgs(argv: string[]): AuditOptions | 'help' {
       'max-evictions': { type: 'string', default: '10' },
       'heal-role-changes': { type: 'boolean', default: false },
       events: { type: 'boolean', default: false },
-      'chunk-size': { type: 'string', default: '500' },
+      'chunk-size': { type: 'string', default: String(DEFAULT_CHUNK_SIZE) },
       set: { type: 'string', multiple: true, default: [] },
       kubeconfig: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) return 'help'
-  if (values.output !== 'table' && values.output !== 'json') {
-    throw new UsageError(`--output must be table or json, got ${JSON.stringify(values.output)}`)
-  }
+  const output = oneOf('--output', values.output, ['table', 'json'])
   if (values['heal-role-changes'] && !values.heal) {
     throw new UsageError('--heal-role-changes needs --heal')
   }
@@ -99,7 +98,7 @@ function parseAuditArgs(argv: string[]): AuditOptions | 'help' {
   return {
     namespace: values.namespace,
     configuration: values.configuration,
-    output: values.output,
+    output,
     heal: values.heal,
     maxEvictions: count(values['max-evictions'], '--max-evictions', 0),
     healRoleChanges: values['heal-role-changes'],
@@ -126,14 +125,21 @@ export interface AuditEntry {
 export interface AuditReport {
   readonly pods: AuditEntry[]
   readonly skipped: ScanResult['skipped']
-  readonly summary: Record<string, unknown>
+  readonly summary: AuditSummary
 }
+
+type AuditSummary = ReturnType<typeof summarize>
 
 const PROBLEMS: readonly Problem[] = ['missing', 'role-differs', 'invalid-role', 'volume-conflict']
 const ACTIONS: readonly Action[] = ['evicted', 'blocked-by-pdb', 'reported', 'skipped', 'failed']
 
-function tally<T extends string>(keys: readonly T[], values: readonly (T | undefined)[]) {
-  return Object.fromEntries(keys.map((key) => [key, values.filter((v) => v === key).length]))
+function tally<T extends string>(
+  keys: readonly T[],
+  values: readonly (T | undefined)[],
+): Record<T, number> {
+  return Object.fromEntries(
+    keys.map((key) => [key, values.filter((v) => v === key).length]),
+  ) as Record<T, number>
 }
 
 function summarize(scan: ScanResult, entries: readonly AuditEntry[], options: AuditOptions) {
@@ -284,18 +290,17 @@ function formatTable(report: AuditReport, healed: boolean): string {
   return `${[...blocks, summaryLine(report.summary)].join('\n\n')}\n`
 }
 
-function summaryLine(summary: Record<string, unknown>): string {
-  const n = (key: string) => Number(summary[key] ?? 0)
-  const not = summary['notAudited'] as Record<string, number>
-  const found = PROBLEMS.map((p) => `${n(p)} ${p}`).join(', ')
+function summaryLine(summary: AuditSummary): string {
+  const not = summary.notAudited
+  const found = PROBLEMS.map((p) => `${summary[p]} ${p}`).join(', ')
   const lines = [
-    `${n('scanned')} pods scanned (${summary['scope']}): ${n('audited')} audited, ${n('ok')} fine, ${found}, ${n('skipped')} skipped`,
-    `not audited: ${not['finished']} finished, ${not['mirror']} mirror, ${not['excludedNamespace']} in excluded namespaces, ${not['excludedLabels']} excluded by labels`,
+    `${summary.scanned} pods scanned (${summary.scope}): ${summary.audited} audited, ${summary.ok} fine, ${found}, ${summary.skipped} skipped`,
+    `not audited: ${not.finished} finished, ${not.mirror} mirror, ${not.excludedNamespace} in excluded namespaces, ${not.excludedLabels} excluded by labels`,
   ]
-  const actions = summary['actions'] as Record<string, number> | undefined
+  const { actions } = summary
   if (actions !== undefined)
     lines.push(`heal: ${ACTIONS.map((a) => `${actions[a]} ${a}`).join(', ')}`)
-  if (summary['complete'] === false) lines.push(`INCOMPLETE: ${summary['error']}`)
+  if (!summary.complete) lines.push(`INCOMPLETE: ${summary.error}`)
   return lines.join('\n')
 }
 
@@ -312,7 +317,6 @@ export async function runAudit(argv: string[], io: Io): Promise<number> {
     const client = createKubeClient(loadKubeConfig(options.kubeconfig))
     report = await buildReport(client, options, settings, io)
   } catch (error) {
-    if (error instanceof UsageError) throw error
     const message =
       error instanceof ClusterReadError
         ? error.message
@@ -325,8 +329,8 @@ export async function runAudit(argv: string[], io: Io): Promise<number> {
       ? `${JSON.stringify(report, null, 2)}\n`
       : formatTable(report, options.heal),
   )
-  if (report.summary['complete'] === false) {
-    io.err(`irsa-webhook audit: ${report.summary['error']}\n`)
+  if (!report.summary.complete) {
+    io.err(`irsa-webhook audit: ${report.summary.error}\n`)
     return AUDIT_EXIT.unreadable
   }
   return report.pods.some((entry) => entry.problem === 'missing')

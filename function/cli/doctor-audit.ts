@@ -3,7 +3,7 @@
  * unreachable), the first few named, and the fix.
  * @module
  */
-import { scanPods } from './audit-scan.ts'
+import { DEFAULT_CHUNK_SIZE, scanPods } from './audit-scan.ts'
 import { type CheckResult, type DoctorContext, fail, pass, warn } from './doctor-context.ts'
 import { reviewSettingsFrom } from './mutate.ts'
 
@@ -13,7 +13,10 @@ const FIX =
   'irsa-webhook audit --heal (evicts one pod per owner per run; bare and Job pods need a restart by hand), ' +
   'or enable the audit CronJob component (components/audit-cronjob) so it runs every few minutes'
 
-/** Runs the audit's scan (read-only) over all namespaces and fails when some pod is missing its identity. */
+/**
+ * Runs the audit's scan (read-only) over all namespaces and fails when some pod is missing its identity. The
+ * webhook's selectors are the ones doctor read already; only when it could not are they read again.
+ */
 export async function checkMissingIdentity(context: DoctorContext): Promise<CheckResult> {
   let scan: Awaited<ReturnType<typeof scanPods>>
   try {
@@ -21,9 +24,10 @@ export async function checkMissingIdentity(context: DoctorContext): Promise<Chec
       client: context.client,
       namespace: undefined,
       configurationName: context.configurationName,
-      chunkSize: 500,
+      chunkSize: DEFAULT_CHUNK_SIZE,
       settings: reviewSettingsFrom([]),
       note: () => undefined,
+      ...(context.webhook === undefined ? {} : { selectors: context.webhook }),
     })
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error)

@@ -12,8 +12,9 @@ import {
   skip,
   warn,
 } from './doctor-context.ts'
+import { gatewayNamespace } from './doctor-knative.ts'
 import { fetchOidcDocuments, OidcReadError } from './oidc.ts'
-import { selects } from './selector.ts'
+import { selectsNamespace } from './selector.ts'
 
 async function canI(context: DoctorContext, verb: string): Promise<boolean | string> {
   const { namespace, name } = context.identity
@@ -71,18 +72,15 @@ async function namespaceLabels(
   namespace: string,
 ): Promise<Record<string, string>> {
   const got = await getObject(context, `/api/v1/namespaces/${namespace}`)
-  const labels =
-    'found' in got
-      ? ((got.found['metadata'] as { labels?: Record<string, string> })?.labels ?? {})
-      : {}
-  return { ...labels, 'kubernetes.io/metadata.name': namespace }
+  return 'found' in got
+    ? ((got.found['metadata'] as { labels?: Record<string, string> })?.labels ?? {})
+    : {}
 }
 
 /** Namespaces that must never wait for the webhook: its own, kube-system, and for Knative the serving stack. */
 function protectedNamespaces(context: DoctorContext): string[] {
   const names = [context.namespace, 'kube-system']
-  const gateway = context.webhook?.clientConfig?.service?.namespace
-  if (context.mode === 'knative') names.push('knative-serving', gateway ?? 'kourier-system')
+  if (context.mode === 'knative') names.push('knative-serving', gatewayNamespace(context))
   return [...new Set(names)]
 }
 
@@ -94,7 +92,8 @@ export async function checkExclusions(context: DoctorContext): Promise<CheckResu
   const protectedOnes = protectedNamespaces(context)
   const included: string[] = []
   for (const namespace of protectedOnes) {
-    if (selects(selector, await namespaceLabels(context, namespace))) included.push(namespace)
+    const labels = await namespaceLabels(context, namespace)
+    if (selectsNamespace(selector, namespace, labels)) included.push(namespace)
   }
   if (included.length === 0)
     return pass(title, `namespaceSelector excludes ${protectedOnes.join(', ')}`)

@@ -41,11 +41,23 @@ export interface WebhookEntry {
     readonly url?: string
   }
   readonly namespaceSelector?: LabelSelector
+  readonly objectSelector?: LabelSelector
+  readonly matchConditions?: readonly unknown[]
   readonly failurePolicy?: string
   readonly timeoutSeconds?: number
   readonly reinvocationPolicy?: string
   readonly sideEffects?: string
   readonly admissionReviewVersions?: readonly string[]
+}
+
+export const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
+const WEBHOOK_NAME = 'irsa.vultr.com'
+
+/** Our webhook entry of a MutatingWebhookConfiguration (by name, else the first), or undefined when it has none. */
+export function ourWebhook(configuration: unknown): WebhookEntry | undefined {
+  const webhooks = ((configuration as { webhooks?: unknown } | undefined)?.webhooks ??
+    []) as WebhookEntry[]
+  return webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
 }
 
 export interface DoctorContext {

@@ -19,14 +19,18 @@ const KSVC = 'irsa-webhook'
 /** The gateway namespace of the shipped knative/ (knative/gateway.yaml), when no webhook configuration names one. */
 const DEFAULT_GATEWAY_NAMESPACE = 'kourier-system'
 
+/** The gateway's namespace: the one the webhook's Service is in (the gateway alias), else the shipped default. */
+export function gatewayNamespace(context: Pick<DoctorContext, 'webhook'>): string {
+  return context.webhook?.clientConfig?.service?.namespace ?? DEFAULT_GATEWAY_NAMESPACE
+}
+
 /**
  * The gateway's namespace exists. knative/ puts the alias Service there and kubectl does not create it: without it
- * `kubectl apply -k knative/` fails with `namespaces "kourier-system" not found`. The namespace is the one the
- * webhook's Service is in (the gateway alias), else the shipped default.
+ * `kubectl apply -k knative/` fails with `namespaces "kourier-system" not found`.
  */
 export async function checkGatewayNamespace(context: DoctorContext): Promise<CheckResult> {
   const configured = context.webhook?.clientConfig?.service?.namespace
-  const namespace = configured ?? DEFAULT_GATEWAY_NAMESPACE
+  const namespace = gatewayNamespace(context)
   const name = `gateway namespace ${namespace}`
   const got = await getObject(context, `/api/v1/namespaces/${namespace}`)
   if ('missing' in got) {

@@ -8,6 +8,8 @@ import {
   type DoctorContext,
   fail,
   getObject,
+  MWC_PATH,
+  ourWebhook,
   pass,
   type ServiceRef,
   skip,
@@ -15,19 +17,13 @@ import {
   warn,
 } from './doctor-context.ts'
 
-const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
-const WEBHOOK_NAME = 'irsa.vultr.com'
-
 /**
  * Turns a webhook that calls a `url` back into the shipped one that calls the Service. `kubectl apply` alone cannot:
  * it adds `service` next to the live `url`, and the API server rejects a clientConfig with both. So: delete the
  * configuration, apply the manifests, and re-run generate-certs.sh, which patches the caBundle back in. Pods created
  * between the delete and the apply are not sent to the webhook.
  */
-export function reinstallWebhookCommands(
-  mode: DoctorContext['mode'],
-  configuration: string,
-): string {
+function reinstallWebhookCommands(mode: DoctorContext['mode'], configuration: string): string {
   const dir = mode === 'knative' ? 'knative/' : 'deploy/'
   return `kubectl delete mutatingwebhookconfiguration ${configuration} && kubectl apply -k ${dir} && ./generate-certs.sh --mode ${mode} (kubectl apply alone cannot turn url back into service: the API server rejects both)`
 }
@@ -45,8 +41,7 @@ export async function loadWebhook(
     return {
       result: fail(name, `cannot read it: ${got.error}`, 'check your kubeconfig and access'),
     }
-  const webhooks = (got.found['webhooks'] ?? []) as WebhookEntry[]
-  const webhook = webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
+  const webhook = ourWebhook(got.found)
   if (webhook === undefined)
     return { result: fail(name, 'has no webhooks', `re-apply it: ${apply}`) }
   const service = webhook.clientConfig?.service

@@ -15,7 +15,7 @@ import {
 import { checkDryRunPod } from './doctor-pod.ts'
 import { checkCertificate } from './doctor-tls.ts'
 import { checkEndpoints, checkService, checkSettings, loadWebhook } from './doctor-webhook.ts'
-import { EXIT, type Io, splitRef, UsageError } from './io.ts'
+import { EXIT, type Io, oneOf, splitRef } from './io.ts'
 import { createKubeClient, loadKubeConfig } from './kube.ts'
 
 const DOCTOR_USAGE = `Usage: irsa-webhook doctor [options]
@@ -34,6 +34,7 @@ Options:
                                   the DomainMapping's tls.secretName)
       --kubeconfig PATH           kubeconfig (default: $KUBECONFIG, ~/.kube/config)`
 
+const MODES = ['classic', 'knative'] as const
 const SYMBOL: Record<Status, string> = { pass: '✔', warn: '!', fail: '✘', skip: '-' }
 
 const COMMON: readonly Check[] = [checkSettings, checkService, checkEndpoints]
@@ -61,10 +62,8 @@ function parseDoctorArgs(argv: string[]) {
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
-  if (values.mode !== undefined && values.mode !== 'classic' && values.mode !== 'knative') {
-    throw new UsageError(`--mode must be classic or knative, got ${JSON.stringify(values.mode)}`)
-  }
-  return { ...values, mode: values.mode as 'classic' | 'knative' | undefined }
+  const mode = values.mode === undefined ? undefined : oneOf('--mode', values.mode, MODES)
+  return { ...values, mode }
 }
 
 /** Formats one result: the symbol line, and the fix indented below it. */

@@ -44,6 +44,19 @@ export function splitRef(
     : { namespace: first ?? '', name: second }
 }
 
+/** `value` when it is one of `choices`; else a UsageError naming the flag and what it takes. */
+export function oneOf<const T extends string>(
+  flag: string,
+  value: string,
+  choices: readonly T[],
+): T {
+  const found = choices.find((choice) => choice === value)
+  if (found === undefined) {
+    throw new UsageError(`${flag} must be ${choices.join(' or ')}, got ${JSON.stringify(value)}`)
+  }
+  return found
+}
+
 /** Reads `KEY=VALUE` pairs into a record. */
 export function parseSettings(pairs: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {}

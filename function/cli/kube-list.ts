@@ -21,7 +21,7 @@ export interface ListTarget {
 }
 
 /** A page the API server refused or a reply that is not a list. */
-export class ListPageError extends Error {
+class ListPageError extends Error {
   override readonly name = 'ListPageError'
   readonly status: number | undefined
   constructor(message: string, status: number | undefined) {
@@ -35,7 +35,7 @@ function scope(target: ListTarget): string {
 }
 
 /** The message for a 403: which verb on which resource the caller lacks. */
-export function forbiddenMessage(target: ListTarget, response?: KubeResponse): string {
+function forbiddenMessage(target: ListTarget, response?: KubeResponse): string {
   const server = response === undefined ? '' : ` (${statusMessage(response)})`
   return `cannot list ${target.resource} ${scope(target)}: forbidden${server}; grant the RBAC verb "list" on "${target.resource}"`
 }
@@ -63,7 +63,7 @@ async function fetchPage(client: KubeClient, target: ListTarget, limit: number, 
 }
 
 /** The pages of one listing, each fetched when the previous one has been handled. */
-export async function* listPages(
+async function* listPages(
   client: KubeClient,
   target: ListTarget,
   limit: number,
@@ -77,7 +77,7 @@ export async function* listPages(
 }
 
 /** `namespace/name` of a listed object: the order the API server lists in (its storage keys). */
-export function keyOf(item: unknown): string {
+function keyOf(item: unknown): string {
   const metadata = (item as { metadata?: { namespace?: unknown; name?: unknown } } | null)?.metadata
   return `${String(metadata?.namespace ?? '')}/${String(metadata?.name ?? '')}`
 }

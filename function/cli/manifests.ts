@@ -30,7 +30,8 @@ export interface Workload {
   readonly pod: Json
 }
 
-function isObject(value: unknown): value is Json {
+/** A JSON object (not null, not an array). */
+export function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
@@ -76,7 +77,10 @@ export function podOf(manifest: unknown, fallbackNamespace: string): Workload | 
 }
 
 /** The request the API server would send for creating this pod. */
-export function podCreateRequest(workload: Workload, uid: string): AdmissionRequest {
+export function podCreateRequest(
+  workload: Pick<Workload, 'namespace' | 'pod'>,
+  uid: string,
+): AdmissionRequest {
   const metadata = isObject(workload.pod['metadata']) ? workload.pod['metadata'] : {}
   const podName = typeof metadata['name'] === 'string' ? { name: metadata['name'] } : {}
   return {

@@ -9,7 +9,7 @@ import type { ReviewSettings } from '../review-pod.ts'
 import { reviewPod } from '../review-pod.ts'
 import { createStaticServiceAccountSource } from '../service-accounts.ts'
 import { formatDocuments, isServiceAccount, parseDocuments, withNamespace } from './documents.ts'
-import { EXIT, type Io, parseSettings, UsageError } from './io.ts'
+import { EXIT, type Io, oneOf, parseSettings, UsageError } from './io.ts'
 import {
   applyAddPatch,
   describe,
@@ -72,9 +72,7 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
   if (values.help) return 'help'
   if (positionals.length === 0)
     throw new UsageError('mutate needs a manifest file (or - for stdin)')
-  if (values.output !== 'yaml' && values.output !== 'json') {
-    throw new UsageError(`--output must be yaml or json, got ${JSON.stringify(values.output)}`)
-  }
+  const output = oneOf('--output', values.output, ['yaml', 'json'])
   const settings = reviewSettingsFrom(values.set)
   return {
     files: positionals,
@@ -82,7 +80,7 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
     namespace: values.namespace,
     patch: values.patch,
     manifestPaths: values['manifest-paths'],
-    output: values.output,
+    output,
     settings,
   }
 }

@@ -22,12 +22,10 @@ const OIDC_ACCEPT = {
 
 /** Why a discovery document could not be read: `status` is the HTTP status, undefined when no answer came. */
 export class OidcReadError extends Error {
-  readonly path: string
+  override readonly name = 'OidcReadError'
   readonly status: number | undefined
-  constructor(path: string, status: number | undefined, message: string) {
+  constructor(status: number | undefined, message: string) {
     super(message)
-    this.name = 'OidcReadError'
-    this.path = path
     this.status = status
   }
 }
@@ -68,10 +66,10 @@ async function getJson(client: KubeClient, path: string, accept: string): Promis
     response = await client.get(path, accept)
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error)
-    throw new OidcReadError(path, undefined, `GET ${path}: no answer (${reason})`)
+    throw new OidcReadError(undefined, `GET ${path}: no answer (${reason})`)
   }
   if (response.status !== 200 || response.body === undefined) {
-    throw new OidcReadError(path, response.status, `GET ${path} → ${statusMessage(response)}`)
+    throw new OidcReadError(response.status, `GET ${path} → ${statusMessage(response)}`)
   }
   return response.body
 }

@@ -35,3 +35,13 @@ export function selects(selector: LabelSelector | undefined, labels: Labels): bo
     byLabel && (selector.matchExpressions ?? []).every((req) => requirementMatches(req, labels))
   )
 }
+
+/** True when a namespaceSelector selects the namespace `name`: its labels, and its name as kubernetes.io/metadata.name. */
+export function selectsNamespace(
+  selector: LabelSelector | undefined,
+  name: string,
+  labels: Labels = {},
+): boolean {
+  if (selector === undefined) return true
+  return selects(selector, { ...labels, 'kubernetes.io/metadata.name': name })
+}
