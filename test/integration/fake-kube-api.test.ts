@@ -114,6 +114,7 @@ for (const tls of [false, true]) {
       assert.equal(status.kind, 'Status')
       assert.equal(status.reason, 'NotFound')
       assert.equal(status.message, 'serviceaccounts "nope" not found')
+      assert.deepEqual(status.details, { name: 'nope', kind: 'serviceaccounts' })
     })
 
     it('answers 403 Forbidden while a status fault is set, and normally once it is cleared', async () => {

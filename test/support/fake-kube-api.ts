@@ -149,10 +149,6 @@ export function kubeStatus(code: number, message: string, details?: object): Rep
   return failure(code, reason, message, details as Record<string, unknown> | undefined)
 }
 
-function notFound(resource: string, name: string): Reply {
-  return kubeStatus(404, `${resource} "${name}" not found`, { name, kind: resource })
-}
-
 const SA_ALL = /^\/api\/v1\/serviceaccounts$/
 const SA_NAMESPACED = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts$/
 const SA_ONE = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)$/
@@ -556,7 +552,7 @@ class FakeKubeApiServer implements FakeKubeApi {
   #resolve(rec: RecordedRequest): Reply {
     const created = rec.method === 'POST' ? this.#create(rec) : undefined
     if (created) return created
-    const reply = this.#serviceAccountReply(rec.path) ?? this.#collectionReply(rec.path)
+    const reply = this.#serviceAccountReply(rec) ?? this.#collectionReply(rec.path)
     if (!reply) return notFoundFor(rec)
     if (rec.method !== 'GET') {
       return kubeStatus(405, 'the server does not allow this method on the requested resource')
@@ -564,11 +560,12 @@ class FakeKubeApiServer implements FakeKubeApi {
     return withLabelSelector(reply, rec.query.get('labelSelector'))
   }
 
-  #serviceAccountReply(path: string): Reply | undefined {
+  #serviceAccountReply(rec: RecordedRequest): Reply | undefined {
+    const { path } = rec
     const one = SA_ONE.exec(path)
     if (one) {
       const sa = this.#serviceAccounts.get(`${one[1]}/${one[2]}`)
-      return sa ? { status: 200, body: sa } : notFound('serviceaccounts', one[2] ?? '')
+      return sa ? { status: 200, body: sa } : notFoundStatus(requestInfo(rec))
     }
     const namespace = this.#listNamespace(path)
     if (namespace === null) return undefined
