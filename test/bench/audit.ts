@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
-import { VERSION } from '../../function/version.ts'
+import { buildOptions } from '../../scripts/build.ts'
 import {
   admitted,
   podManifest,
@@ -72,22 +72,17 @@ const CHILD = values.source
   ? `${ROOT}test/bench/audit-child.ts`
   : join(bundleDir, 'audit-child.mjs')
 if (!values.source) {
+  // scripts/build.ts's options (the inlined version, the require() banner, the target), built as dist/cli.js is:
+  // one file, no splitting; no source map or metafile, which the run does not read.
   await build({
-    entryPoints: [`${ROOT}test/bench/audit-child.ts`],
-    outfile: CHILD,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    minifySyntax: true,
-    logLevel: 'warning',
-    // As scripts/build.ts: the version inlined (function/version.ts reads package.json only when not bundled, and
-    // there is none beside the bundle in the temp directory).
-    define: { IRSA_WEBHOOK_VERSION: JSON.stringify(VERSION) },
-    // The same banner as scripts/build.ts: CommonJS dependencies call require() for Node built-ins.
-    banner: {
-      js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
-    },
+    ...buildOptions,
+    entryPoints: [{ in: `${ROOT}test/bench/audit-child.ts`, out: 'audit-child' }],
+    outdir: bundleDir,
+    outExtension: { '.js': '.mjs' },
+    splitting: false,
+    sourcemap: false,
+    legalComments: 'none',
+    metafile: false,
   })
 }
 
