@@ -31,6 +31,20 @@ describe('fake kube-apiserver: pods', () => {
     raw('GET', `/api/v1/namespaces/ns1/pods?limit=${limit}&continue=${encodeURIComponent(token)}`)
   const itemNames = (list: Json) =>
     (list['items'] as Json[]).map((p) => (p['metadata'] as Json)['name'])
+  /** errors.go `NewNotFound` on the wire (test/support/kube-apiserver-wire.ts builds it). */
+  const notFound = (message: string, details: Json) => ({
+    status: 404,
+    body: {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason: 'NotFound',
+      details,
+      code: 404,
+    },
+  })
 
   before(async () => {
     api = await startFakeKubeApi()
@@ -135,39 +149,15 @@ describe('fake kube-apiserver: pods', () => {
       core.createNamespacedPodEviction({ name: 'gone', namespace: 'ns1', body: eviction('gone') }),
       (error: unknown) => error instanceof ApiException && error.code === 404,
     )
-    // errors.go NewNotFound for the pod (the eviction storage GETs the pod first), as kube-apiserver-wire.ts builds it.
-    const missing = await raw('POST', '/api/v1/namespaces/ns1/pods/gone/eviction', eviction('gone'))
-    assert.deepEqual(missing, {
-      status: 404,
-      body: {
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message: 'pods "gone" not found',
-        reason: 'NotFound',
-        details: { name: 'gone', kind: 'pods' },
-        code: 404,
-      },
-    })
+    assert.deepEqual(
+      await raw('POST', '/api/v1/namespaces/ns1/pods/gone/eviction', eviction('gone')),
+      notFound('pods "gone" not found', { name: 'gone', kind: 'pods' }),
+    )
     const mismatch = await raw('POST', '/api/v1/namespaces/ns1/pods/b/eviction', eviction('other'))
     assert.equal(mismatch.status, 400)
   })
 
   it('404s a missing pod or owner with a NotFound Status naming the resource (and group)', async () => {
-    const notFound = (message: string, details: Json) => ({
-      status: 404,
-      body: {
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: {},
-        status: 'Failure',
-        message,
-        reason: 'NotFound',
-        details,
-        code: 404,
-      },
-    })
     assert.deepEqual(
       await raw('GET', '/api/v1/namespaces/ns1/pods/nope'),
       notFound('pods "nope" not found', { name: 'nope', kind: 'pods' }),
