@@ -12,6 +12,7 @@ import {
   installPods,
   PDB_VIOLATION,
 } from '../support/fake-kube-api-pods.ts'
+import { assertFailureStatus } from '../support/webhook.ts'
 
 type Json = Record<string, unknown>
 
@@ -32,19 +33,14 @@ describe('fake kube-apiserver: pods', () => {
   const itemNames = (list: Json) =>
     (list['items'] as Json[]).map((p) => (p['metadata'] as Json)['name'])
   /** errors.go `NewNotFound` on the wire (test/support/kube-apiserver-wire.ts builds it). */
-  const notFound = (message: string, details: Json) => ({
-    status: 404,
-    body: {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message,
-      reason: 'NotFound',
-      details,
-      code: 404,
-    },
-  })
+  const assertNotFound = (
+    answer: { status: number; body: Json },
+    message: string,
+    details: Json,
+  ) => {
+    assert.equal(answer.status, 404)
+    assertFailureStatus(answer.body, 404, 'NotFound', message, details)
+  }
 
   before(async () => {
     api = await startFakeKubeApi()
@@ -149,26 +145,24 @@ describe('fake kube-apiserver: pods', () => {
       core.createNamespacedPodEviction({ name: 'gone', namespace: 'ns1', body: eviction('gone') }),
       (error: unknown) => error instanceof ApiException && error.code === 404,
     )
-    assert.deepEqual(
+    assertNotFound(
       await raw('POST', '/api/v1/namespaces/ns1/pods/gone/eviction', eviction('gone')),
-      notFound('pods "gone" not found', { name: 'gone', kind: 'pods' }),
+      'pods "gone" not found',
+      { name: 'gone', kind: 'pods' },
     )
     const mismatch = await raw('POST', '/api/v1/namespaces/ns1/pods/b/eviction', eviction('other'))
     assert.equal(mismatch.status, 400)
   })
 
   it('404s a missing pod or owner with a NotFound Status naming the resource (and group)', async () => {
-    assert.deepEqual(
-      await raw('GET', '/api/v1/namespaces/ns1/pods/nope'),
-      notFound('pods "nope" not found', { name: 'nope', kind: 'pods' }),
-    )
-    assert.deepEqual(
+    assertNotFound(await raw('GET', '/api/v1/namespaces/ns1/pods/nope'), 'pods "nope" not found', {
+      name: 'nope',
+      kind: 'pods',
+    })
+    assertNotFound(
       await raw('GET', '/apis/apps/v1/namespaces/ns1/replicasets/web-1'),
-      notFound('replicasets.apps "web-1" not found', {
-        name: 'web-1',
-        group: 'apps',
-        kind: 'replicasets',
-      }),
+      'replicasets.apps "web-1" not found',
+      { name: 'web-1', group: 'apps', kind: 'replicasets' },
     )
   })
 
