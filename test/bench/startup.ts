@@ -10,10 +10,11 @@
  */
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
+import { freePort } from '../support/process.ts'
 import { cpuMs, patchOf, post, reapedChildrenCpuMs, SERVER_CPU, spawnNode } from './child.ts'
 import type { Program } from './image-command.ts'
 import { fixed, median, verdict } from './report.ts'
-import { type Environment, freePort, OURS, oursEnv, type Scheme } from './setup.ts'
+import { type Environment, OURS, oursEnv, type Scheme } from './setup.ts'
 
 /** Milliseconds from spawn (wall clock), or the process's CPU time by then. */
 export interface StartupTimes {
