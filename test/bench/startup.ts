@@ -48,7 +48,7 @@ const DEADLINE_MS = 20_000
  * The flags of `program` that apply to `node -e 0`: all but `--snapshot-blob <file>` (a snapshot with a main
  * function would run that instead of `-e`).
  */
-export function bareFlags(program: Program): string[] {
+function bareFlags(program: Program): string[] {
   const flags: string[] = []
   for (let index = 0; index < program.nodeArgs.length; index += 1) {
     const flag = program.nodeArgs[index] ?? ''

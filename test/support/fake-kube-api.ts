@@ -123,7 +123,7 @@ interface Watcher {
 export const FAKE_TOKEN = 'fake-token'
 
 /** The user that token authenticates as (named in 403 messages). */
-export const FAKE_USER = 'fake-user'
+const FAKE_USER = 'fake-user'
 
 /** How many watch events are kept for resuming watches; older resourceVersions get 410 Gone. */
 const EVENT_LOG_LIMIT = 1000
