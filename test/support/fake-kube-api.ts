@@ -23,6 +23,7 @@ import {
   openIdMetadataReply,
   requestInfo,
   tooManyRequests,
+  type WireReply,
   withLabelSelector,
 } from './kube-apiserver-wire.ts'
 import { createTestCertificates } from './tls.ts'
@@ -50,14 +51,8 @@ export interface Fault {
   times?: number
 }
 
-export interface Reply {
-  status: number
-  body: unknown
-  /** Extra or replacing headers (default content type: application/json). */
-  headers?: Record<string, string>
-  /** Written as is instead of the JSON body (plain-text answers such as the 429 limiter's). */
-  raw?: string
-}
+/** An answer (kube-apiserver-wire.ts builds the ones kube-apiserver would send). */
+export type Reply = WireReply
 
 export type RouteHandler = (req: RecordedRequest) => Reply | Promise<Reply>
 
