@@ -23,7 +23,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import { type FakeKubeApi, kubeStatus, type RecordedRequest, type Reply } from './fake-kube-api.ts'
-import { alreadyExists, failure, notFound, requestInfo } from './kube-apiserver-wire.ts'
+import {
+  alreadyExists,
+  failure,
+  notFound,
+  requestInfo,
+  stripTypeMeta,
+} from './kube-apiserver-wire.ts'
 
 type Json = Record<string, unknown>
 
@@ -104,11 +110,6 @@ function podStatus(pod: Json): { phase?: string } {
 
 function labelsOf(pod: Json): Record<string, string> {
   return ((pod['metadata'] as Json)['labels'] ?? {}) as Record<string, string>
-}
-
-function stripTypeMeta(object: Json): Json {
-  const { apiVersion: _a, kind: _k, ...rest } = object
-  return rest
 }
 
 class PodStore implements FakePods {

@@ -22,6 +22,7 @@ import {
   type OpenIdMetadata,
   openIdMetadataReply,
   requestInfo,
+  stripTypeMeta,
   tooManyRequests,
   type WireReply,
   withLabelSelector,
@@ -155,11 +156,6 @@ function matches(pattern: RegExp | string, path: string): boolean {
 function isWatch(req: RecordedRequest): boolean {
   const watch = req.query.get('watch')
   return watch === 'true' || watch === '1'
-}
-
-function stripTypeMeta(obj: KubeObject): KubeObject {
-  const { apiVersion: _a, kind: _k, ...rest } = obj
-  return rest as KubeObject
 }
 
 function asKubeObject(obj: object): KubeObject {
@@ -312,7 +308,7 @@ function listBody(kind: string, apiVersion: string, rv: number, items: KubeObjec
     kind,
     apiVersion,
     metadata: { resourceVersion: String(rv) },
-    items: items.map(stripTypeMeta),
+    items: items.map((item) => stripTypeMeta(item)),
   }
 }
 

@@ -95,6 +95,12 @@ export function requestInfo(req: WireRequest): RequestInfo {
   }
 }
 
+/** An object as a LIST answer's item: without `apiVersion` and `kind` (the list's own kind names them). */
+export function stripTypeMeta<T extends object>(object: T): T {
+  const { apiVersion: _a, kind: _k, ...rest } = object as Record<string, unknown>
+  return rest as T
+}
+
 /** `schema.GroupResource.String()`: `resource` for the core group, `resource.group` otherwise. */
 function qualified(info: RequestInfo): string {
   return info.apiGroup === '' ? info.resource : `${info.resource}.${info.apiGroup}`
