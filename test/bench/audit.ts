@@ -10,14 +10,16 @@
  * alternative design, measured). Wall time is spawn → exit (includes Node start-up); medians over the rounds.
  *
  * Every child runs with `--max-semi-space-size=8 --optimize-for-size` (how the CLI is meant to run: package.json
- * `cli`), except `audit-default-heap`: with V8's defaults, the young generation of a process walking pages of pods
- * grows to ~130 MB (v8.getHeapSpaceStatistics: new_space) while the old space holds ~15 MB, and the peak RSS with
- * it; `--max-semi-space-size=8` is the server's setting (package.json `start`), `--optimize-for-size` makes V8 grow
- * the heap less eagerly (the floor drops from ~140 to ~100 MB with it).
+ * `cli`), except `audit-default-heap`: with V8's defaults the young generation of a process walking pages of pods
+ * grows, and the peak RSS with it (at 3c6303f, 10 000 pods, one round on this 2-core machine shared with
+ * other jobs: audit 113 MB, audit-default-heap 195 MB); `--max-semi-space-size=8` is the server's setting
+ * (package.json `start`), `--optimize-for-size` makes V8 grow the heap less eagerly. docs/performance.md (audit
+ * benchmark) has the heap-space breakdown behind this (`v8.getHeapSpaceStatistics()`, with its commit).
  *
  * The child is bundled with esbuild first (one file, every dependency inlined, as the image ships the CLI in
- * dist/cli.js); --source runs the TypeScript sources instead (Node strips the types; loading the unbundled
- * @kubernetes/client-node alone then costs ~80 MB RSS and over a second).
+ * dist/cli.js); --source runs the TypeScript sources instead (Node strips the types; the unbundled modules cost
+ * memory and start-up: with --pods 300, one round, the same machine: floor 136 MB and 1.84 s from the sources
+ * against 85 MB and 0.50 s bundled).
  *
  * Options: --rounds N (default 3), --pods N (default 10000), --chunk-size N (default 500), --source.
  * @module
@@ -28,7 +30,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
-import { VERSION } from '../../function/version.ts'
+import { buildOptions } from '../../scripts/build.ts'
 import {
   admitted,
   podManifest,
@@ -72,22 +74,17 @@ const CHILD = values.source
   ? `${ROOT}test/bench/audit-child.ts`
   : join(bundleDir, 'audit-child.mjs')
 if (!values.source) {
+  // scripts/build.ts's options (the inlined version, the require() banner, the target), built as dist/cli.js is:
+  // one file, no splitting; no source map or metafile, which the run does not read.
   await build({
-    entryPoints: [`${ROOT}test/bench/audit-child.ts`],
-    outfile: CHILD,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    minifySyntax: true,
-    logLevel: 'warning',
-    // As scripts/build.ts: the version inlined (function/version.ts reads package.json only when not bundled, and
-    // there is none beside the bundle in the temp directory).
-    define: { IRSA_WEBHOOK_VERSION: JSON.stringify(VERSION) },
-    // The same banner as scripts/build.ts: CommonJS dependencies call require() for Node built-ins.
-    banner: {
-      js: "import { createRequire as __irsaCreateRequire } from 'node:module'; const require = __irsaCreateRequire(import.meta.url);",
-    },
+    ...buildOptions,
+    entryPoints: [{ in: `${ROOT}test/bench/audit-child.ts`, out: 'audit-child' }],
+    outdir: bundleDir,
+    outExtension: { '.js': '.mjs' },
+    splitting: false,
+    sourcemap: false,
+    legalComments: 'none',
+    metafile: false,
   })
 }
 

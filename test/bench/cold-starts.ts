@@ -6,9 +6,11 @@
  * path, compile cache on: what a kubeconfig costs).
  * @module
  */
+
+import { freePort } from '../support/process.ts'
 import { coldStart } from './child.ts'
 import { fixed, median } from './report.ts'
-import { type Environment, FLOOR, floorEnv, freePort, OURS, oursEnv, type Scheme } from './setup.ts'
+import { type Environment, FLOOR, floorEnv, OURS, oursEnv, type Scheme } from './setup.ts'
 
 const SIDES = ['ours', 'floor', 'noCache', 'kubeconfig'] as const
 type Side = (typeof SIDES)[number]

@@ -21,10 +21,11 @@ import { basename, join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
 import { buildOptions } from '../../scripts/build.ts'
+import { freePort } from '../support/process.ts'
 import { patchOf, pinSelf, post, SERVER_CPU, spawnNode } from './child.ts'
 import { buildPayloads } from './payloads.ts'
 import { machineLines } from './report.ts'
-import { commandLines, ensureBuild, freePort, OURS, oursEnv, startEnvironment } from './setup.ts'
+import { commandLines, ensureBuild, OURS, oursEnv, startEnvironment } from './setup.ts'
 
 const { values } = parseArgs({
   options: { keep: { type: 'string' }, top: { type: 'string', default: '25' } },

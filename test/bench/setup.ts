@@ -9,9 +9,8 @@
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { join } from 'node:path'
-import { ROOT } from '../support/process.ts'
+import { freePort, ROOT } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
 import { inClusterEnv, type KubeApi, startKubeApi } from './api-env.ts'
 import { type Child, get, SERVER_CPU, spawnNode } from './child.ts'
@@ -171,17 +170,4 @@ export async function startServer(
     return startServer(program, env, scheme, attempts - 1)
   }
   return { child, url: `${base}/mutate?timeout=10s` }
-}
-
-/** A free loopback port (for cold starts, where the URL must be known before the spawn). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolve(port))
-    })
-  })
 }

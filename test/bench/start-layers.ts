@@ -14,13 +14,13 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { build } from 'esbuild'
-import { ROOT } from '../support/process.ts'
+import { freePort, ROOT } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
-import { cpuMs, pinSelf, SERVER_CPU, spawnNode } from './child.ts'
+import { pinSelf, SERVER_CPU, spawnNode } from './child.ts'
 import { type CompileCache, type Program, warmCompileCache } from './image-command.ts'
 import { fixed, machineLines, median } from './report.ts'
-import { ensureBuild, freePort, OURS } from './setup.ts'
-import { bareStart, tryConnect } from './startup.ts'
+import { ensureBuild, OURS } from './setup.ts'
+import { bareStart, firstConnect } from './startup.ts'
 
 const { values } = parseArgs({
   options: {
@@ -52,17 +52,9 @@ async function listening(side: Side): Promise<{ wall: number; cpu: number }> {
     ...side.program.nodeArgs,
   ])
   try {
-    while (performance.now() - child.spawnedAt < 20_000 && child.child.exitCode === null) {
-      const socket = await tryConnect(port)
-      if (socket === undefined) {
-        await new Promise((resolve) => setTimeout(resolve, 1))
-        continue
-      }
-      const result = { wall: performance.now() - child.spawnedAt, cpu: cpuMs(child.pid) }
-      socket.destroy()
-      return result
-    }
-    throw new Error(`${side.name} did not listen: ${child.stderr()}`)
+    const { socket, wall, cpu } = await firstConnect(child, port, side.name)
+    socket.destroy()
+    return { wall, cpu }
   } finally {
     await child.stop()
   }

@@ -10,10 +10,19 @@
  */
 import { connect, type Socket } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
-import { cpuMs, patchOf, post, reapedChildrenCpuMs, SERVER_CPU, spawnNode } from './child.ts'
+import { freePort } from '../support/process.ts'
+import {
+  type Child,
+  cpuMs,
+  patchOf,
+  post,
+  reapedChildrenCpuMs,
+  SERVER_CPU,
+  spawnNode,
+} from './child.ts'
 import type { Program } from './image-command.ts'
 import { fixed, median, verdict } from './report.ts'
-import { type Environment, freePort, OURS, oursEnv, type Scheme } from './setup.ts'
+import { type Environment, OURS, oursEnv, type Scheme } from './setup.ts'
 
 /** Milliseconds from spawn (wall clock), or the process's CPU time by then. */
 export interface StartupTimes {
@@ -47,7 +56,7 @@ const DEADLINE_MS = 20_000
  * The flags of `program` that apply to `node -e 0`: all but `--snapshot-blob <file>` (a snapshot with a main
  * function would run that instead of `-e`).
  */
-export function bareFlags(program: Program): string[] {
+function bareFlags(program: Program): string[] {
   const flags: string[] = []
   for (let index = 0; index < program.nodeArgs.length; index += 1) {
     const flag = program.nodeArgs[index] ?? ''
@@ -72,7 +81,7 @@ export async function bareStart(
 }
 
 /** One TCP connect to 127.0.0.1:`port`: the connected socket, or undefined when refused. */
-export function tryConnect(port: number): Promise<Socket | undefined> {
+function tryConnect(port: number): Promise<Socket | undefined> {
   return new Promise((resolve) => {
     const socket = connect({ port, host: '127.0.0.1', noDelay: true })
     socket.once('connect', () => resolve(socket))
@@ -81,6 +90,26 @@ export function tryConnect(port: number): Promise<Socket | undefined> {
       resolve(undefined)
     })
   })
+}
+
+/**
+ * Spawn → listening: connects to 127.0.0.1:`port` every 1 ms until one connect succeeds (or the child exits, or
+ * 20 s pass); the connected socket, and the wall-clock ms since spawn and the child's CPU ms at that moment.
+ */
+export async function firstConnect(
+  child: Child,
+  port: number,
+  name: string,
+): Promise<{ socket: Socket; wall: number; cpu: number }> {
+  const deadline = child.spawnedAt + DEADLINE_MS
+  while (performance.now() < deadline && child.child.exitCode === null) {
+    const socket = await tryConnect(port)
+    if (socket !== undefined) {
+      return { socket, wall: performance.now() - child.spawnedAt, cpu: cpuMs(child.pid) }
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  throw new Error(`${name} did not listen: ${child.stderr()}`)
 }
 
 /** Ours: spawn → listening and spawn → first 200 with a patch, in one process. */
@@ -96,33 +125,23 @@ async function oursStart(
   cpu: { listening: number; firstPatch: number }
 }> {
   const server = spawnNode(program.entry, vars, SERVER_CPU, program.nodeArgs)
-  let exited = false
-  void server.exit.then(() => {
-    exited = true
-  })
   try {
-    const deadline = server.spawnedAt + DEADLINE_MS
-    while (performance.now() < deadline && !exited) {
-      const socket = await tryConnect(port)
-      if (socket === undefined) {
-        await new Promise((resolve) => setTimeout(resolve, 1))
-        continue
-      }
-      const listening = performance.now() - server.spawnedAt
-      const cpuListening = cpuMs(server.pid)
-      // The review goes on that first connection (wrapped in TLS for https).
-      const stream = () =>
-        scheme === 'https' ? tlsConnect({ socket, rejectUnauthorized: false }) : socket
-      const url = `${scheme}://127.0.0.1:${port}/mutate?timeout=10s`
-      patchOf(await post(url, body, DEADLINE_MS, stream))
-      const firstPatch = performance.now() - server.spawnedAt
-      return {
-        listening,
-        firstPatch,
-        cpu: { listening: cpuListening, firstPatch: cpuMs(server.pid) },
-      }
+    const {
+      socket,
+      wall: listening,
+      cpu: cpuListening,
+    } = await firstConnect(server, port, program.entry)
+    // The review goes on that first connection (wrapped in TLS for https).
+    const stream = () =>
+      scheme === 'https' ? tlsConnect({ socket, rejectUnauthorized: false }) : socket
+    const url = `${scheme}://127.0.0.1:${port}/mutate?timeout=10s`
+    patchOf(await post(url, body, DEADLINE_MS, stream))
+    const firstPatch = performance.now() - server.spawnedAt
+    return {
+      listening,
+      firstPatch,
+      cpu: { listening: cpuListening, firstPatch: cpuMs(server.pid) },
     }
-    throw new Error(`${program.entry} did not listen: ${server.stderr()}`)
   } finally {
     await server.stop()
   }

@@ -8,14 +8,12 @@
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { type ChildServer, poll, send, spawnServer } from '../support/process.ts'
+import { type ChildServer, freePort, poll, send, spawnServer } from '../support/process.ts'
 
 const irsaSa = loadJson('admission/serviceaccount-irsa-sa.json')
 const review = readFileSync(
@@ -224,10 +222,7 @@ describe('watch mode when the webhook loses list/watch access', () => {
   })
 
   it('says once, not once a second, that an unreachable API server cannot be listed, and /readyz says why', async (t) => {
-    const closed = createServer()
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
-    const { port } = closed.address() as AddressInfo
-    await new Promise((resolve) => closed.close(resolve))
+    const port = await freePort()
     const server = await spawnServer({ env: watchEnv(String(port)) })
     t.after(() => server.stop())
     await listErrorsAtLeast(server, 3)

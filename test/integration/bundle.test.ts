@@ -15,6 +15,7 @@ import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { type ChildServer, poll, ROOT, send, spawnServer } from '../support/process.ts'
 import { admit } from '../support/webhook.ts'
+import { runChild } from './cli-fake-cluster.ts'
 
 const fixtures = new URL('../fixtures/admission/', import.meta.url)
 const read = (name: string) => readFileSync(new URL(name, fixtures), 'utf8')
@@ -141,15 +142,7 @@ describe('the esbuild bundles (dist/handler.js, dist/cli.js)', () => {
   })
 
   it('dist/cli.js is the whole CLI: --help exits 0 and every command answers as bin/irsa-webhook.ts does', async () => {
-    /** Runs an entry with `args`; resolves exit code and output (a non-zero exit is an answer, not an error). */
-    const run = (entry: string, args: string[]) =>
-      promisify(execFile)(process.execPath, [entry, ...args], { cwd: ROOT, timeout: 60_000 })
-        .then((done) => ({ code: 0, stdout: done.stdout, stderr: done.stderr }))
-        .catch((error: { code?: number; stdout?: string; stderr?: string }) => ({
-          code: error.code,
-          stdout: error.stdout ?? '',
-          stderr: error.stderr ?? '',
-        }))
+    const run = (entry: string, args: string[]) => runChild(args, '', entry)
     const help = await run('dist/cli.js', ['--help'])
     assert.equal(help.code, 0, help.stderr)
     assert.deepEqual(help, await run('bin/irsa-webhook.ts', ['--help']))

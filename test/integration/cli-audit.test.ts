@@ -44,9 +44,8 @@ interface Report {
   summary: Json
 }
 
-async function audit(cluster: AuditCluster, ...extra: string[]) {
-  const run = await runInProcess(['audit', '--kubeconfig', cluster.api.kubeconfigPath, ...extra])
-  return run
+function audit(cluster: AuditCluster, ...extra: string[]) {
+  return runInProcess(['audit', '--kubeconfig', cluster.api.kubeconfigPath, ...extra])
 }
 
 async function auditJson(cluster: AuditCluster, ...extra: string[]) {
@@ -341,6 +340,8 @@ describe('irsa-webhook audit', () => {
 
   test('--events records a Warning Event on each pod found, once', async () => {
     const { report } = await auditJson(cluster, '--events', '-n', 'shop')
+    // Every shop pod of the example but the excluded, finished and mirror ones (so the every() below is not vacuous).
+    assert.equal(report.pods.length, 9)
     assert.equal(cluster.pods.events.length, report.pods.length)
     const event = cluster.pods.events.find(
       (e) => (e['involvedObject'] as Json)['name'] === 'web-6d4b9c7f5-aaaaa',
@@ -414,6 +415,11 @@ describe('irsa-webhook audit', () => {
       (r) => r.path === '/api/v1/pods' && r.query.has('continue'),
     )
     assert.ok(gone.length > 0)
+    // Restarted once: two listings from the first page.
+    const starts = cluster.api.requests.filter(
+      (r) => r.path === '/api/v1/pods' && !r.query.has('continue'),
+    )
+    assert.equal(starts.length, 2)
   })
 
   test('a second failure mid-listing exits 3 with the findings so far printed', async () => {

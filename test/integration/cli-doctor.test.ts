@@ -254,8 +254,13 @@ describe('irsa-webhook doctor (classic)', () => {
     assert.equal(run.code, 0)
   })
 
-  /** The OIDC check's two lines: `✘ OIDC discovery — <detail>` and its `fix:`. */
-  function oidcLines(stdout: string): { detail: string; fix: string } {
+  /**
+   * Runs doctor, checks that OIDC discovery is the one failed check, and returns its two lines:
+   * `✘ OIDC discovery — <detail>` and its `fix:`.
+   */
+  async function oidcFailure(): Promise<{ detail: string; fix: string }> {
+    const { stdout } = await doctor(cluster)
+    assert.deepEqual(failedChecks(stdout), ['OIDC discovery'])
     const lines = stdout.split('\n')
     const at = lines.findIndex((line) => line.startsWith('✘ OIDC discovery — '))
     assert.ok(at >= 0, stdout)
@@ -267,9 +272,7 @@ describe('irsa-webhook doctor (classic)', () => {
 
   test('OIDC discovery that the API server does not serve (404) points at the issuer flags', async () => {
     cluster.oidc.up = false
-    const run = await doctor(cluster)
-    assert.deepEqual(failedChecks(run.stdout), ['OIDC discovery'])
-    const { detail, fix } = oidcLines(run.stdout)
+    const { detail, fix } = await oidcFailure()
     assert.equal(
       detail,
       'not served: GET /.well-known/openid-configuration → HTTP 404: the server could not find the requested resource',
@@ -279,9 +282,7 @@ describe('irsa-webhook doctor (classic)', () => {
 
   test('OIDC discovery denied by RBAC (403) points at the issuer-discovery ClusterRole, not the flags', async () => {
     cluster.api.forbid('/openid/v1/jwks')
-    const run = await doctor(cluster)
-    assert.deepEqual(failedChecks(run.stdout), ['OIDC discovery'])
-    const { detail, fix } = oidcLines(run.stdout)
+    const { detail, fix } = await oidcFailure()
     assert.equal(
       detail,
       'forbidden by RBAC: GET /openid/v1/jwks → HTTP 403: forbidden: User "fake-user" cannot get path "/openid/v1/jwks"',
@@ -292,12 +293,12 @@ describe('irsa-webhook doctor (classic)', () => {
 
   test('any other OIDC answer is reported as received, and a dropped connection as no answer', async () => {
     cluster.api.fault({ path: '/openid/v1/jwks', status: 503 })
-    const unexpected = oidcLines((await doctor(cluster)).stdout)
+    const unexpected = await oidcFailure()
     assert.match(unexpected.detail, /^unexpected answer: GET \/openid\/v1\/jwks → HTTP 503: /)
     assert.match(unexpected.fix, /the issuer flags are not the cause/)
     cluster.api.clearFaults()
     cluster.api.fault({ path: '/.well-known/openid-configuration', destroy: 'before-headers' })
-    const dropped = oidcLines((await doctor(cluster)).stdout)
+    const dropped = await oidcFailure()
     assert.match(dropped.detail, /^GET \/\.well-known\/openid-configuration: no answer \(/)
     assert.match(dropped.fix, /server address, the network/)
   })

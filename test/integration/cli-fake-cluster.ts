@@ -357,12 +357,15 @@ export async function runInProcess(argv: string[], files: Record<string, string>
   return { code, stdout, stderr }
 }
 
-/** Runs `node bin/irsa-webhook.ts <argv>` as a child process (Node 24, like `npm run cli`). */
-export function runChild(argv: string[], stdin = '') {
+/**
+ * Runs `node bin/irsa-webhook.ts <argv>` (or another `entry` under the repository, e.g. `dist/cli.js`) as a child
+ * process (Node 24, like `npm run cli`); a non-zero exit is an answer, not an error.
+ */
+export function runChild(argv: string[], stdin = '', entry = 'bin/irsa-webhook.ts') {
   return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
     const child = execFile(
       process.execPath,
-      [`${ROOT}bin/irsa-webhook.ts`, ...argv],
+      [`${ROOT}${entry}`, ...argv],
       { cwd: ROOT, timeout: 30_000, env: { PATH: process.env['PATH'] ?? '', HOME: tmpdir() } },
       (error, stdout, stderr) => {
         if (error !== null && typeof error.code !== 'number') reject(error)

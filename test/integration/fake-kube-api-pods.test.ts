@@ -12,6 +12,7 @@ import {
   installPods,
   PDB_VIOLATION,
 } from '../support/fake-kube-api-pods.ts'
+import { assertFailureStatus } from '../support/webhook.ts'
 
 type Json = Record<string, unknown>
 
@@ -26,6 +27,19 @@ describe('fake kube-apiserver: pods', () => {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     })
     return { status: response.status, body: (await response.json()) as Json }
+  }
+  const ns1Page = (limit: number, token: string) =>
+    raw('GET', `/api/v1/namespaces/ns1/pods?limit=${limit}&continue=${encodeURIComponent(token)}`)
+  const itemNames = (list: Json) =>
+    (list['items'] as Json[]).map((p) => (p['metadata'] as Json)['name'])
+  /** errors.go `NewNotFound` on the wire (test/support/kube-apiserver-wire.ts builds it). */
+  const assertNotFound = (
+    answer: { status: number; body: Json },
+    message: string,
+    details: Json,
+  ) => {
+    assert.equal(answer.status, 404)
+    assertFailureStatus(answer.body, 404, 'NotFound', message, details)
   }
 
   before(async () => {
@@ -69,37 +83,28 @@ describe('fake kube-apiserver: pods', () => {
       start: 'ns1/b\u0000',
     })
     const padded = Buffer.from(token, 'base64url').toString('base64')
-    const refused = await raw(
-      'GET',
-      `/api/v1/namespaces/ns1/pods?limit=2&continue=${encodeURIComponent(`${padded}==`)}`,
-    )
+    const refused = await ns1Page(2, `${padded}==`)
     assert.equal(refused.status, 400)
     pods.remove('ns1', 'c')
-    const second = await raw(
-      'GET',
-      `/api/v1/namespaces/ns1/pods?limit=2&continue=${encodeURIComponent(token)}`,
-    )
-    assert.deepEqual(
-      (second.body['items'] as Json[]).map((p) => (p['metadata'] as Json)['name']),
-      ['c', 'd'],
-    )
+    const second = await ns1Page(2, token)
+    assert.deepEqual(itemNames(second.body), ['c', 'd'])
     pods.expireContinueTokens()
-    const gone = await raw(
-      'GET',
-      `/api/v1/namespaces/ns1/pods?limit=2&continue=${encodeURIComponent(token)}`,
-    )
+    const gone = await ns1Page(2, token)
     assert.equal(gone.status, 410)
     assert.equal(gone.body['reason'], 'Expired')
     assert.equal(gone.body['message'], INCONSISTENT_CONTINUE)
     const inconsistent = String((gone.body['metadata'] as Json)['continue'])
-    const rest = await raw(
-      'GET',
-      `/api/v1/namespaces/ns1/pods?limit=10&continue=${encodeURIComponent(inconsistent)}`,
-    )
-    assert.deepEqual(
-      (rest.body['items'] as Json[]).map((p) => (p['metadata'] as Json)['name']),
-      ['d', 'e'],
-    )
+    assert.deepEqual(gone.body, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: { continue: inconsistent },
+      status: 'Failure',
+      message: INCONSISTENT_CONTINUE,
+      reason: 'Expired',
+      code: 410,
+    })
+    const rest = await ns1Page(10, inconsistent)
+    assert.deepEqual(itemNames(rest.body), ['d', 'e'])
     pods.put(stored(podManifest({ namespace: 'ns1', name: 'c', labels: { app: 'x' } })))
   })
 
@@ -140,8 +145,25 @@ describe('fake kube-apiserver: pods', () => {
       core.createNamespacedPodEviction({ name: 'gone', namespace: 'ns1', body: eviction('gone') }),
       (error: unknown) => error instanceof ApiException && error.code === 404,
     )
+    assertNotFound(
+      await raw('POST', '/api/v1/namespaces/ns1/pods/gone/eviction', eviction('gone')),
+      'pods "gone" not found',
+      { name: 'gone', kind: 'pods' },
+    )
     const mismatch = await raw('POST', '/api/v1/namespaces/ns1/pods/b/eviction', eviction('other'))
     assert.equal(mismatch.status, 400)
+  })
+
+  it('404s a missing pod or owner with a NotFound Status naming the resource (and group)', async () => {
+    assertNotFound(await raw('GET', '/api/v1/namespaces/ns1/pods/nope'), 'pods "nope" not found', {
+      name: 'nope',
+      kind: 'pods',
+    })
+    assertNotFound(
+      await raw('GET', '/apis/apps/v1/namespaces/ns1/replicasets/web-1'),
+      'replicasets.apps "web-1" not found',
+      { name: 'web-1', group: 'apps', kind: 'replicasets' },
+    )
   })
 
   it('creates core/v1 Events; a taken name is 409 AlreadyExists', async () => {

@@ -114,6 +114,7 @@ for (const tls of [false, true]) {
       assert.equal(status.kind, 'Status')
       assert.equal(status.reason, 'NotFound')
       assert.equal(status.message, 'serviceaccounts "nope" not found')
+      assert.deepEqual(status.details, { name: 'nope', kind: 'serviceaccounts' })
     })
 
     it('answers 403 Forbidden while a status fault is set, and normally once it is cleared', async () => {
@@ -205,15 +206,7 @@ describe('the fake kube-apiserver beyond ServiceAccount reads', () => {
   it('rejects a request without the fake bearer token with a 401 Status', async () => {
     const response = await get(fake, SA_PATH, 'wrong')
     assert.equal(response.status, 401)
-    assert.deepEqual(await response.json(), {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message: 'Unauthorized',
-      reason: 'Unauthorized',
-      code: 401,
-    })
+    assertFailureStatus(await response.json(), 401, 'Unauthorized', 'Unauthorized')
   })
 
   it('answers an unknown path with a 404 Status and records every request', async () => {
@@ -410,16 +403,13 @@ describe('the fake kube-apiserver: OIDC discovery content negotiation', () => {
     const refused = await call(fake, 'GET', JWKS, { accept: 'application/json' })
     assert.equal(refused.status, 406)
     assert.equal(refused.headers.get('content-type'), 'application/json')
-    assert.deepEqual(await refused.json(), {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message: '406: Not Acceptable\n\nAvailable representations: application/jwk-set+json',
-      reason: 'NotAcceptable',
-      details: {},
-      code: 406,
-    })
+    assertFailureStatus(
+      await refused.json(),
+      406,
+      'NotAcceptable',
+      '406: Not Acceptable\n\nAvailable representations: application/jwk-set+json',
+      {},
+    )
     for (const accept of [
       'application/jwk-set+json',
       'application/jwk-set+json, application/json;q=0.9',
@@ -460,15 +450,12 @@ describe('the fake kube-apiserver: OIDC discovery content negotiation', () => {
       for (const path of [DISCOVERY, JWKS]) {
         const response = await call(fake, 'GET', path, { accept: 'application/jwk-set+json' })
         assert.equal(response.status, 404)
-        assert.deepEqual(await response.json(), {
-          kind: 'Status',
-          apiVersion: 'v1',
-          metadata: {},
-          status: 'Failure',
-          message: 'the server could not find the requested resource',
-          reason: 'NotFound',
-          code: 404,
-        })
+        assertFailureStatus(
+          await response.json(),
+          404,
+          'NotFound',
+          'the server could not find the requested resource',
+        )
       }
     } finally {
       served = true
@@ -636,15 +623,12 @@ describe('the fake kube-apiserver: creates and ?dryRun=All', () => {
       body: { metadata: { name: 'x' } },
     })
     assert.equal(response.status, 422)
-    assert.deepEqual(await response.json(), {
-      kind: 'Status',
-      apiVersion: 'v1',
-      metadata: {},
-      status: 'Failure',
-      message:
-        'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"yes"}: supported values: "All"',
-      reason: 'Invalid',
-      details: {
+    assertFailureStatus(
+      await response.json(),
+      422,
+      'Invalid',
+      'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"yes"}: supported values: "All"',
+      {
         group: 'meta.k8s.io',
         kind: 'CreateOptions',
         causes: [
@@ -655,8 +639,7 @@ describe('the fake kube-apiserver: creates and ?dryRun=All', () => {
           },
         ],
       },
-      code: 422,
-    })
+    )
     assert.equal((await get(fake, `${collection}/x`)).status, 404)
   })
 

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { type ChildServer, poll, spawnServer } from '../support/process.ts'
+import { type ChildServer, freePort, poll, spawnServer } from '../support/process.ts'
 import { assertFailureStatus } from '../support/webhook.ts'
 
 const REVIEW = loadJson('admission/pod-irsa-single-container.json')
@@ -53,15 +53,6 @@ class ApiProxy {
     for (const socket of this.#sockets) socket.destroy()
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const address = probe.address()
-      probe.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
 }
 
 let api: FakeKubeApi

@@ -5,8 +5,6 @@
  */
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
@@ -19,7 +17,7 @@ import type { Lookup } from '../../function/review-pod.ts'
 import { inClusterFetcher } from '../../function/service-accounts.ts'
 import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { send, spawnServer, within } from '../support/process.ts'
+import { freePort, send, spawnServer, within } from '../support/process.ts'
 import { createTestCertificates } from '../support/tls.ts'
 
 const fixture = (name: string) => loadJson(`admission/${name}`)
@@ -104,10 +102,7 @@ describe('in-cluster ServiceAccount GET', () => {
   })
 
   it('fails when the connection is refused', async () => {
-    const closed = createServer()
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
-    const { port } = closed.address() as AddressInfo
-    await new Promise((resolve) => closed.close(resolve))
+    const port = await freePort()
     assert.match(reason(await lookup({ port })), /ECONNREFUSED/)
   })
 

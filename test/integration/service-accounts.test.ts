@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { KubeConfig } from '@kubernetes/client-node'
 import {
@@ -11,7 +9,7 @@ import { createMetrics, type Metrics } from '../../function/metrics.ts'
 import type { Lookup } from '../../function/review-pod.ts'
 import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
-import { poll, within } from '../support/process.ts'
+import { freePort, poll, within } from '../support/process.ts'
 import { admit, assertFailureStatus, createTestApp } from '../support/webhook.ts'
 
 const fixture = (name: string) => loadJson(`admission/${name}`)
@@ -100,10 +98,7 @@ describe('GET source against a fake kube-apiserver', () => {
   })
 
   it('fails when the connection is refused', async () => {
-    const closed = createServer()
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
-    const { port } = closed.address() as AddressInfo
-    await new Promise((resolve) => closed.close(resolve))
+    const port = await freePort()
     const kc = new KubeConfig()
     kc.loadFromOptions({
       clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],

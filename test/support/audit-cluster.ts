@@ -129,7 +129,7 @@ export interface AuditCluster {
 }
 
 /** The shipped MutatingWebhookConfiguration (deploy/base/webhook.yaml). */
-export function shippedConfiguration(): Json {
+function shippedConfiguration(): Json {
   const [configuration] = parseYamlDocuments(
     readFileSync(`${ROOT}deploy/base/webhook.yaml`, 'utf8'),
   ) as Json[]

@@ -3,7 +3,7 @@
  * `populateExample` (the same pods test/integration/cli-audit.test.ts checks). Reproduce: node test/support/audit-demo.ts
  * @module
  */
-import { runCli } from '../../function/cli/main.ts'
+import { runInProcess } from '../integration/cli-fake-cluster.ts'
 import { EXAMPLE_NAMESPACES, populateExample, startAuditCluster } from './audit-cluster.ts'
 
 const cluster = await startAuditCluster(EXAMPLE_NAMESPACES)
@@ -18,20 +18,10 @@ cluster.pods.addBudget({
 })
 
 async function show(args: string[]): Promise<void> {
-  let out = ''
-  let err = ''
-  const code = await runCli(['audit', '--kubeconfig', cluster.api.kubeconfigPath, ...args], {
-    out: (text) => {
-      out += text
-    },
-    err: (text) => {
-      err += text
-    },
-    readFile: () => '',
-  })
+  const run = await runInProcess(['audit', '--kubeconfig', cluster.api.kubeconfigPath, ...args])
   console.log(`$ irsa-webhook audit ${args.join(' ')}`.trimEnd())
-  process.stdout.write(out + err)
-  console.log(`$ echo $?\n${code}\n`)
+  process.stdout.write(run.stdout + run.stderr)
+  console.log(`$ echo $?\n${run.code}\n`)
 }
 
 await show([])

@@ -23,6 +23,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import { type FakeKubeApi, kubeStatus, type RecordedRequest, type Reply } from './fake-kube-api.ts'
+import {
+  alreadyExists,
+  failure,
+  notFound,
+  requestInfo,
+  stripTypeMeta,
+} from './kube-apiserver-wire.ts'
 
 type Json = Record<string, unknown>
 
@@ -103,11 +110,6 @@ function podStatus(pod: Json): { phase?: string } {
 
 function labelsOf(pod: Json): Record<string, string> {
   return ((pod['metadata'] as Json)['labels'] ?? {}) as Record<string, string>
-}
-
-function stripTypeMeta(object: Json): Json {
-  const { apiVersion: _a, kind: _k, ...rest } = object
-  return rest
 }
 
 class PodStore implements FakePods {
@@ -259,37 +261,24 @@ class PodStore implements FakePods {
   }
 
   #expired(start: string): Reply {
+    const gone = failure(410, 'Expired', INCONSISTENT_CONTINUE)
     return {
-      status: 410,
-      body: {
-        kind: 'Status',
-        apiVersion: 'v1',
-        metadata: { continue: encodeContinue(-1, start) },
-        status: 'Failure',
-        message: INCONSISTENT_CONTINUE,
-        reason: 'Expired',
-        code: 410,
-      },
+      ...gone,
+      body: { ...(gone.body as Json), metadata: { continue: encodeContinue(-1, start) } },
     }
   }
 
   #getPod(req: RecordedRequest): Reply {
     const [, namespace = '', name = ''] = POD_ONE.exec(req.path) ?? []
     const pod = this.get(namespace, name)
-    if (pod === undefined)
-      return kubeStatus(404, `pods "${name}" not found`, { name, kind: 'pods' })
+    if (pod === undefined) return notFound(requestInfo(req))
     return { status: 200, body: pod }
   }
 
   #getOwner(req: RecordedRequest): Reply {
     const object = this.#owners.get(req.path)
     if (object !== undefined) return { status: 200, body: object }
-    const [resource = '', name = ''] = req.path.split('/').slice(-2)
-    return kubeStatus(404, `${resource}.${req.path.split('/')[2]} "${name}" not found`, {
-      name,
-      group: req.path.split('/')[2],
-      kind: resource,
-    })
+    return notFound(requestInfo(req))
   }
 
   #evict(req: RecordedRequest): Reply {
@@ -310,26 +299,19 @@ class PodStore implements FakePods {
       return kubeStatus(400, 'name in URL does not match name in Eviction object')
     }
     const pod = this.get(namespace, name)
-    if (pod === undefined)
-      return kubeStatus(404, `pods "${name}" not found`, { name, kind: 'pods' })
+    if (pod === undefined) return notFound(requestInfo(req))
     const phase = podStatus(pod).phase
     const ignoreBudgets = phase === 'Pending' || phase === 'Succeeded' || phase === 'Failed'
     const budget = ignoreBudgets ? undefined : this.#budgetFor(namespace, labelsOf(pod))
     if (budget !== undefined && budget.disruptionsAllowed <= 0) {
-      return {
-        status: 429,
-        body: {
-          ...(kubeStatus(429, PDB_VIOLATION).body as Json),
-          details: {
-            causes: [
-              {
-                reason: 'DisruptionBudget',
-                message: `The disruption budget ${budget.name} needs ${budget.desiredHealthy} healthy pods and has ${budget.currentHealthy} currently`,
-              },
-            ],
+      return failure(429, 'TooManyRequests', PDB_VIOLATION, {
+        causes: [
+          {
+            reason: 'DisruptionBudget',
+            message: `The disruption budget ${budget.name} needs ${budget.desiredHealthy} healthy pods and has ${budget.currentHealthy} currently`,
           },
-        },
-      }
+        ],
+      })
     }
     if (budget !== undefined) budget.disruptionsAllowed -= 1
     this.remove(namespace, name)
@@ -358,11 +340,7 @@ class PodStore implements FakePods {
       const m = e['metadata'] as Json
       return m['namespace'] === namespace && m['name'] === name
     })
-    if (exists) {
-      // apimachinery errors.NewAlreadyExists: 409 with reason AlreadyExists (not Conflict).
-      const conflict = kubeStatus(409, `events "${name}" already exists`, { name, kind: 'events' })
-      return { status: 409, body: { ...(conflict.body as Json), reason: 'AlreadyExists' } }
-    }
+    if (exists) return alreadyExists(requestInfo(req), name)
     const stored = { ...event, metadata: { ...metadata, namespace, uid: randomUUID() } }
     this.events.push(stored)
     return { status: 201, body: stored }

@@ -22,7 +22,9 @@ import {
   type OpenIdMetadata,
   openIdMetadataReply,
   requestInfo,
+  stripTypeMeta,
   tooManyRequests,
+  type WireReply,
   withLabelSelector,
 } from './kube-apiserver-wire.ts'
 import { createTestCertificates } from './tls.ts'
@@ -50,14 +52,8 @@ export interface Fault {
   times?: number
 }
 
-export interface Reply {
-  status: number
-  body: unknown
-  /** Extra or replacing headers (default content type: application/json). */
-  headers?: Record<string, string>
-  /** Written as is instead of the JSON body (plain-text answers such as the 429 limiter's). */
-  raw?: string
-}
+/** An answer (kube-apiserver-wire.ts builds the ones kube-apiserver would send). */
+export type Reply = WireReply
 
 export type RouteHandler = (req: RecordedRequest) => Reply | Promise<Reply>
 
@@ -123,7 +119,7 @@ interface Watcher {
 export const FAKE_TOKEN = 'fake-token'
 
 /** The user that token authenticates as (named in 403 messages). */
-export const FAKE_USER = 'fake-user'
+const FAKE_USER = 'fake-user'
 
 /** How many watch events are kept for resuming watches; older resourceVersions get 410 Gone. */
 const EVENT_LOG_LIMIT = 1000
@@ -149,10 +145,6 @@ export function kubeStatus(code: number, message: string, details?: object): Rep
   return failure(code, reason, message, details as Record<string, unknown> | undefined)
 }
 
-function notFound(resource: string, name: string): Reply {
-  return kubeStatus(404, `${resource} "${name}" not found`, { name, kind: resource })
-}
-
 const SA_ALL = /^\/api\/v1\/serviceaccounts$/
 const SA_NAMESPACED = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts$/
 const SA_ONE = /^\/api\/v1\/namespaces\/([^/]+)\/serviceaccounts\/([^/]+)$/
@@ -164,11 +156,6 @@ function matches(pattern: RegExp | string, path: string): boolean {
 function isWatch(req: RecordedRequest): boolean {
   const watch = req.query.get('watch')
   return watch === 'true' || watch === '1'
-}
-
-function stripTypeMeta(obj: KubeObject): KubeObject {
-  const { apiVersion: _a, kind: _k, ...rest } = obj
-  return rest as KubeObject
 }
 
 function asKubeObject(obj: object): KubeObject {
@@ -321,7 +308,7 @@ function listBody(kind: string, apiVersion: string, rv: number, items: KubeObjec
     kind,
     apiVersion,
     metadata: { resourceVersion: String(rv) },
-    items: items.map(stripTypeMeta),
+    items: items.map((item) => stripTypeMeta(item)),
   }
 }
 
@@ -556,7 +543,7 @@ class FakeKubeApiServer implements FakeKubeApi {
   #resolve(rec: RecordedRequest): Reply {
     const created = rec.method === 'POST' ? this.#create(rec) : undefined
     if (created) return created
-    const reply = this.#serviceAccountReply(rec.path) ?? this.#collectionReply(rec.path)
+    const reply = this.#serviceAccountReply(rec) ?? this.#collectionReply(rec.path)
     if (!reply) return notFoundFor(rec)
     if (rec.method !== 'GET') {
       return kubeStatus(405, 'the server does not allow this method on the requested resource')
@@ -564,11 +551,12 @@ class FakeKubeApiServer implements FakeKubeApi {
     return withLabelSelector(reply, rec.query.get('labelSelector'))
   }
 
-  #serviceAccountReply(path: string): Reply | undefined {
+  #serviceAccountReply(rec: RecordedRequest): Reply | undefined {
+    const { path } = rec
     const one = SA_ONE.exec(path)
     if (one) {
       const sa = this.#serviceAccounts.get(`${one[1]}/${one[2]}`)
-      return sa ? { status: 200, body: sa } : notFound('serviceaccounts', one[2] ?? '')
+      return sa ? { status: 200, body: sa } : notFoundStatus(requestInfo(rec))
     }
     const namespace = this.#listNamespace(path)
     if (namespace === null) return undefined

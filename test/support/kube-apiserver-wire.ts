@@ -95,6 +95,12 @@ export function requestInfo(req: WireRequest): RequestInfo {
   }
 }
 
+/** An object as a LIST answer's item: without `apiVersion` and `kind` (the list's own kind names them). */
+export function stripTypeMeta<T extends object>(object: T): T {
+  const { apiVersion: _a, kind: _k, ...rest } = object as Record<string, unknown>
+  return rest as T
+}
+
 /** `schema.GroupResource.String()`: `resource` for the core group, `resource.group` otherwise. */
 function qualified(info: RequestInfo): string {
   return info.apiGroup === '' ? info.resource : `${info.resource}.${info.apiGroup}`
@@ -272,7 +278,7 @@ export function isDryRun(req: WireRequest): boolean {
  * with its parameters (q-values included) cut off must equal one the route produces, or be `*` + `/*`; partial
  * wildcards such as `application/*` match nothing; an absent Accept means `*` + `/*` (jsr311.go).
  */
-export function acceptsAny(accept: string | undefined, produces: readonly string[]): boolean {
+function acceptsAny(accept: string | undefined, produces: readonly string[]): boolean {
   const listed = accept === undefined || accept.trim() === '' ? '*/*' : accept
   return listed
     .split(',')
@@ -285,7 +291,7 @@ export function acceptsAny(accept: string | undefined, produces: readonly string
  * representations: …`, and the API server's go-restful service-error handler (apiserver pkg/server/handler.go
  * `serviceErrorHandler`) wraps it with errors.go `NewGenericServerResponse` into a NotAcceptable Status.
  */
-export function notAcceptable(produces: readonly string[]): WireReply {
+function notAcceptable(produces: readonly string[]): WireReply {
   const message = `406: Not Acceptable\n\nAvailable representations: ${produces.join(', ')}`
   return failure(406, 'NotAcceptable', message, {})
 }
@@ -329,7 +335,7 @@ export function openIdMetadataReply(
 }
 
 /** The annotation on the bookmark that ends a watch's initial events (apimachinery meta/v1 `InitialEventsAnnotationKey`). */
-export const INITIAL_EVENTS_END = 'k8s.io/initial-events-end'
+const INITIAL_EVENTS_END = 'k8s.io/initial-events-end'
 
 /**
  * A BOOKMARK watch event (apiserver pkg/storage/cacher/cacher.go): an empty object of the watched kind that only

@@ -6,7 +6,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { request as httpRequest } from 'node:http'
 import { type Agent, request as httpsRequest } from 'node:https'
-import type { Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { connect, type SecureVersion } from 'node:tls'
 import { fileURLToPath } from 'node:url'
 
@@ -58,6 +58,22 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   } finally {
     clearTimeout(timer)
   }
+}
+
+/**
+ * A loopback port nothing listens on: bound, read and released (for a child that must be told its port before it
+ * starts, or for a connection that must be refused).
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address !== null ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
 }
 
 /** Polls `check` every 25 ms until it returns a value other than undefined; bounded. */
