@@ -172,6 +172,12 @@ class BoundedWatch extends Watch {
       const controller = await opening
       if (this.#closed) controller.abort()
       return controller
+    } catch (error) {
+      // Watch rejects when it cannot build the request (client-node reads the CA and token files for each one).
+      // ListWatch re-watches from a `done` callback nobody awaits, where a rejection would go unhandled (ending the
+      // process) and leave the informer stopped: report it through `done`, as a failed watch.
+      done(error)
+      return new AbortController()
     } finally {
       this.#opening.delete(opening)
     }
@@ -282,8 +288,8 @@ export function createWatchServiceAccountSource(
     )
     informer.on('error', (error) => failed(informer, error))
     running = informer
-    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error');
-    // it rejects only when a request cannot even be built (e.g. the token file vanished).
+    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error',
+    // a watch that cannot even be built included: BoundedWatch reports it so); the catch is for anything else.
     return informer.start().catch((error: unknown) => failed(informer, error))
   }
   const outOfSyncMs = () => (outOfSyncSince === undefined ? 0 : now() - outOfSyncSince)
