@@ -28,21 +28,23 @@ import {
   toServiceAccountInfo,
 } from './service-accounts.ts'
 
-/** The kubeconfig files of `KUBECONFIG` (`:`-separated, merged in order as kubectl does); returns it with its server URL. */
+/**
+ * The kubeconfig files of `KUBECONFIG`, merged in order as client-node's `loadFromDefault` merges them (unlike
+ * kubectl, a later file's current-context wins, and a cluster, user or context named twice is an error); returns
+ * the config with its server URL.
+ */
 export function loadKubeConfigFiles(paths: readonly string[]): {
   kubeConfig: KubeConfig
   server: string
 } {
+  const [first, ...more] = paths
   const kubeConfig = new KubeConfig()
-  paths.forEach((path, index) => {
-    if (index === 0) {
-      kubeConfig.loadFromFile(path)
-      return
-    }
-    const more = new KubeConfig()
-    more.loadFromFile(path)
-    kubeConfig.mergeConfig(more)
-  })
+  if (first !== undefined) kubeConfig.loadFromFile(first)
+  for (const path of more) {
+    const next = new KubeConfig()
+    next.loadFromFile(path)
+    kubeConfig.mergeConfig(next)
+  }
   const server = kubeConfig.getCurrentCluster()?.server
   if (server === undefined) throw new Error('its current context names no cluster')
   return { kubeConfig, server }
