@@ -83,7 +83,7 @@ export function inClusterKubeConfig(settings: InClusterSettings): {
 }
 
 /** One line for a failed request: the HTTP status, or the network error with its cause (undici's `fetch failed`). */
-export function describeFailure(error: unknown): string {
+function describeFailure(error: unknown): string {
   if (error instanceof ApiException) return `Kubernetes API answered HTTP ${error.code}`
   // client-node's Watch rejects a non-200 answer with an Error carrying `statusCode`.
   const status = (error as { statusCode?: unknown } | undefined)?.statusCode
@@ -235,11 +235,11 @@ export function createWatchServiceAccountSource(
   let lastError: string | undefined
   // Out of sync from the start until the first LIST, and from a failure until the next successful LIST.
   let outOfSyncSince: number | undefined = now()
-  let listed = false
   let closed = false
   let restart: NodeJS.Timeout | undefined
   const closing = new AbortController()
-  // `serving` answers lookups: the last informer whose LIST succeeded; `running` is the latest one started.
+  // `serving` answers lookups: the last informer whose LIST succeeded (none before the first, so not ready);
+  // `running` is the latest one started.
   let serving: ListWatch<V1ServiceAccount> | undefined
   let running: ListWatch<V1ServiceAccount> | undefined
 
@@ -248,7 +248,6 @@ export function createWatchServiceAccountSource(
     failures = 0
     lastError = undefined
     outOfSyncSince = undefined
-    listed = true
     if (serving !== informer) {
       const previous = serving
       serving = informer
@@ -296,7 +295,8 @@ export function createWatchServiceAccountSource(
   }
   const outOfSyncMs = () => (outOfSyncSince === undefined ? 0 : now() - outOfSyncSince)
   const ready = () =>
-    listed && (options.unreadyAfterMs === 0 || outOfSyncMs() < options.unreadyAfterMs)
+    serving !== undefined &&
+    (options.unreadyAfterMs === 0 || outOfSyncMs() < options.unreadyAfterMs)
   options.metrics?.watchInformer(() => ({ listErrors, outOfSyncSeconds: outOfSyncMs() / 1000 }))
   const fromInformer = (namespace: string, name: string): Lookup | undefined => {
     const cached = serving?.get(name, namespace)
@@ -312,7 +312,7 @@ export function createWatchServiceAccountSource(
       if (ready()) return undefined
       const last =
         lastError === undefined ? '' : `: ${failures} failed in a row, the last with ${lastError}`
-      if (!listed)
+      if (serving === undefined)
         return `waiting for the first LIST of ServiceAccounts from ${options.server}${last}`
       const seconds = Math.round(outOfSyncMs() / 1000)
       return `the ServiceAccount informer has been out of sync with ${options.server} for ${seconds} s (bound ${options.unreadyAfterMs / 1000} s)${last}`
