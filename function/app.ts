@@ -54,25 +54,25 @@ const STATUS_REASONS = {
 type ProblemStatus = keyof typeof STATUS_REASONS
 
 /**
- * A `metav1.Status` failure body, the only error form kube-apiserver reads: its webhook client (client-go
- * rest/request.go `Result.Error`) decodes a Status and reports `failed calling webhook "…": failed to call webhook:
- * <message>` (apiserver pkg/admission/plugin/webhook/mutating/dispatcher.go, pkg/util/webhook/error.go); any other
- * body becomes `an error on the server ("unknown") has prevented the request from succeeding`.
+ * Answers `code` with a `metav1.Status` failure body, the only error form kube-apiserver reads: its webhook client
+ * (client-go rest/request.go `Result.Error`) decodes a Status and reports `failed calling webhook "…": failed to
+ * call webhook: <message>` (apiserver pkg/admission/plugin/webhook/mutating/dispatcher.go,
+ * pkg/util/webhook/error.go); any other body becomes `an error on the server ("unknown") has prevented the request
+ * from succeeding`.
  */
-function failureStatus(code: ProblemStatus, message: string) {
-  return {
-    kind: 'Status',
-    apiVersion: 'v1',
-    metadata: {},
-    status: 'Failure',
-    message,
-    reason: STATUS_REASONS[code],
+const problem = (c: Context, code: ProblemStatus, message: string) =>
+  c.json(
+    {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message,
+      reason: STATUS_REASONS[code],
+      code,
+    },
     code,
-  } as const
-}
-
-const problem = (c: Context, status: ProblemStatus, message: string) =>
-  c.json(failureStatus(status, message), status)
+  )
 
 function sameToken(given: string, expected: string): boolean {
   const a = Buffer.from(given)

@@ -28,21 +28,23 @@ import {
   toServiceAccountInfo,
 } from './service-accounts.ts'
 
-/** The kubeconfig files of `KUBECONFIG` (`:`-separated, merged in order as kubectl does); returns it with its server URL. */
+/**
+ * The kubeconfig files of `KUBECONFIG`, merged in order as client-node's `loadFromDefault` merges them (unlike
+ * kubectl, a later file's current-context wins, and a cluster, user or context named twice is an error); returns
+ * the config with its server URL.
+ */
 export function loadKubeConfigFiles(paths: readonly string[]): {
   kubeConfig: KubeConfig
   server: string
 } {
+  const [first, ...more] = paths
   const kubeConfig = new KubeConfig()
-  paths.forEach((path, index) => {
-    if (index === 0) {
-      kubeConfig.loadFromFile(path)
-      return
-    }
-    const more = new KubeConfig()
-    more.loadFromFile(path)
-    kubeConfig.mergeConfig(more)
-  })
+  if (first !== undefined) kubeConfig.loadFromFile(first)
+  for (const path of more) {
+    const next = new KubeConfig()
+    next.loadFromFile(path)
+    kubeConfig.mergeConfig(next)
+  }
   const server = kubeConfig.getCurrentCluster()?.server
   if (server === undefined) throw new Error('its current context names no cluster')
   return { kubeConfig, server }
@@ -81,7 +83,7 @@ export function inClusterKubeConfig(settings: InClusterSettings): {
 }
 
 /** One line for a failed request: the HTTP status, or the network error with its cause (undici's `fetch failed`). */
-export function describeFailure(error: unknown): string {
+function describeFailure(error: unknown): string {
   if (error instanceof ApiException) return `Kubernetes API answered HTTP ${error.code}`
   // client-node's Watch rejects a non-200 answer with an Error carrying `statusCode`.
   const status = (error as { statusCode?: unknown } | undefined)?.statusCode
@@ -172,6 +174,12 @@ class BoundedWatch extends Watch {
       const controller = await opening
       if (this.#closed) controller.abort()
       return controller
+    } catch (error) {
+      // Watch rejects when it cannot build the request (client-node reads the CA and token files for each one).
+      // ListWatch re-watches from a `done` callback nobody awaits, where a rejection would go unhandled (ending the
+      // process) and leave the informer stopped: report it through `done`, as a failed watch.
+      done(error)
+      return new AbortController()
     } finally {
       this.#opening.delete(opening)
     }
@@ -227,11 +235,11 @@ export function createWatchServiceAccountSource(
   let lastError: string | undefined
   // Out of sync from the start until the first LIST, and from a failure until the next successful LIST.
   let outOfSyncSince: number | undefined = now()
-  let listed = false
   let closed = false
   let restart: NodeJS.Timeout | undefined
   const closing = new AbortController()
-  // `serving` answers lookups: the last informer whose LIST succeeded; `running` is the latest one started.
+  // `serving` answers lookups: the last informer whose LIST succeeded (none before the first, so not ready);
+  // `running` is the latest one started.
   let serving: ListWatch<V1ServiceAccount> | undefined
   let running: ListWatch<V1ServiceAccount> | undefined
 
@@ -240,7 +248,6 @@ export function createWatchServiceAccountSource(
     failures = 0
     lastError = undefined
     outOfSyncSince = undefined
-    listed = true
     if (serving !== informer) {
       const previous = serving
       serving = informer
@@ -282,13 +289,14 @@ export function createWatchServiceAccountSource(
     )
     informer.on('error', (error) => failed(informer, error))
     running = informer
-    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error');
-    // it rejects only when a request cannot even be built (e.g. the token file vanished).
+    // start() resolves once the LIST and the watch request are done, failed or not (failures arrive as 'error',
+    // a watch that cannot even be built included: BoundedWatch reports it so); the catch is for anything else.
     return informer.start().catch((error: unknown) => failed(informer, error))
   }
   const outOfSyncMs = () => (outOfSyncSince === undefined ? 0 : now() - outOfSyncSince)
   const ready = () =>
-    listed && (options.unreadyAfterMs === 0 || outOfSyncMs() < options.unreadyAfterMs)
+    serving !== undefined &&
+    (options.unreadyAfterMs === 0 || outOfSyncMs() < options.unreadyAfterMs)
   options.metrics?.watchInformer(() => ({ listErrors, outOfSyncSeconds: outOfSyncMs() / 1000 }))
   const fromInformer = (namespace: string, name: string): Lookup | undefined => {
     const cached = serving?.get(name, namespace)
@@ -304,7 +312,7 @@ export function createWatchServiceAccountSource(
       if (ready()) return undefined
       const last =
         lastError === undefined ? '' : `: ${failures} failed in a row, the last with ${lastError}`
-      if (!listed)
+      if (serving === undefined)
         return `waiting for the first LIST of ServiceAccounts from ${options.server}${last}`
       const seconds = Math.round(outOfSyncMs() / 1000)
       return `the ServiceAccount informer has been out of sync with ${options.server} for ${seconds} s (bound ${options.unreadyAfterMs / 1000} s)${last}`

@@ -135,7 +135,10 @@ function decideLookup(
   return { ...decideIdentity(pod, lookup.serviceAccount, settings), serviceAccount }
 }
 
-/** Kept short: the API server shows warnings of up to 120 characters (admission.ts shortens longer ones). */
+/**
+ * Kept short: admission.ts cuts every warning to 120 characters, the limit the AdmissionResponse API asks webhooks
+ * to keep to "if possible" (k8s.io/api admission/v1 types.go, `warnings`).
+ */
 const ASKED = `pod labelled ${LABELS.optIn}=true gets no credentials`
 
 /** The pod carries the opt-in label: it asked for credentials, so getting none deserves a warning. */

@@ -1,13 +1,18 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { KubeConfig } from '@kubernetes/client-node'
+import { inClusterSettings } from '../../function/in-cluster.ts'
 import {
   createApiServiceAccountSource,
   createWatchServiceAccountSource,
+  inClusterKubeConfig,
 } from '../../function/kube-client-node.ts'
 import { createMetrics, type Metrics } from '../../function/metrics.ts'
 import type { Lookup } from '../../function/review-pod.ts'
-import { type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
+import { FAKE_TOKEN, type FakeKubeApi, startFakeKubeApi } from '../support/fake-kube-api.ts'
 import { loadJson } from '../support/fixtures.ts'
 import { freePort, poll, within } from '../support/process.ts'
 import { admit, assertFailureStatus, createTestApp } from '../support/webhook.ts'
@@ -240,6 +245,41 @@ describe('watch source against a fake kube-apiserver', () => {
     assert.match(errors[0] ?? '', /HTTP 403/)
     assert.equal(source.ready(), true)
     assert.equal((await lookup(source)).kind, 'found')
+  })
+
+  it('survives a re-watch it cannot build (ca.crt gone) as a failed watch, and relists once the file is back', async (t) => {
+    // client-node reads the CA file for every request; ListWatch re-watches from a callback nobody awaits, so a
+    // rejected watch() there was an unhandled rejection, which ends the process.
+    const tls = await startFakeKubeApi({ tls: true, serviceAccounts: [irsaSa] })
+    const dir = mkdtempSync(join(tmpdir(), 'irsa-watch-ca-'))
+    t.after(async () => {
+      await tls.close()
+      rmSync(dir, { recursive: true, force: true })
+    })
+    writeFileSync(join(dir, 'token'), FAKE_TOKEN)
+    writeFileSync(join(dir, 'ca.crt'), tls.caPem ?? '')
+    const settings = inClusterSettings('127.0.0.1', Number(new URL(tls.url).port), dir)
+    const errors: string[] = []
+    let recovered = 0
+    const source = createWatchServiceAccountSource(inClusterKubeConfig(settings).kubeConfig, {
+      ttlMs: 0,
+      timeoutMs: 5_000,
+      server: tls.url,
+      watchTimeoutSeconds: 1,
+      unreadyAfterMs: 0,
+      onError: (reason) => errors.push(reason),
+      onRecovered: () => recovered++,
+    })
+    t.after(() => source.close())
+    await within(source.start(), BOUND, 'the informer to start')
+    assert.equal(source.ready(), true)
+    rmSync(settings.caFile)
+    await poll(() => (errors.length >= 1 ? true : undefined), 'the re-watch to fail')
+    assert.match(errors[0] ?? '', /ENOENT/)
+    assert.ok(source.cached?.(NS, 'irsa-sa'))
+    writeFileSync(settings.caFile, tls.caPem ?? '')
+    await poll(() => (recovered > 0 ? true : undefined), 'a relist once ca.crt is back')
+    assert.equal(source.ready(), true)
   })
 
   it('is not ready after a failed first LIST, and becomes ready once its restart lists', async (t) => {
