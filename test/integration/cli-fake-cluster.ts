@@ -9,9 +9,9 @@ import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import type { LabelSelector } from '../../function/cli/doctor-context.ts'
-import { runCli } from '../../function/cli/main.ts'
-import { selects } from '../../function/cli/selector.ts'
+import { runCli } from '../../cli/main.ts'
+import { selects } from '../../cli/shared/selector.ts'
+import type { LabelSelector } from '../../cli/shared/webhook-configuration.ts'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import {
   type FakeKubeApi,

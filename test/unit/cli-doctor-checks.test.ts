@@ -5,16 +5,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
-import { formatResult } from '../../function/cli/doctor.ts'
-import type { DoctorContext } from '../../function/cli/doctor-context.ts'
-import { adviceFor, missingIdentity } from '../../function/cli/doctor-pod.ts'
-import {
-  chainVerifies,
-  checkCertificate,
-  parseCertificates,
-} from '../../function/cli/doctor-tls.ts'
-import type { KubeClient } from '../../function/cli/kube.ts'
-import { externalPayloads, issuerWarnings, tokenWarnings } from '../../function/cli/oidc.ts'
+import type { DoctorContext } from '../../cli/doctor/context.ts'
+import { formatResult } from '../../cli/doctor/doctor.ts'
+import { adviceFor, missingIdentity } from '../../cli/doctor/pod.ts'
+import { chainVerifies, checkCertificate, parseCertificates } from '../../cli/doctor/tls.ts'
+import type { KubeClient } from '../../cli/shared/kube.ts'
+import { externalPayloads, issuerWarnings, tokenWarnings } from '../../cli/shared/oidc.ts'
 import { createTestCertificates, writeCertificate } from '../support/tls.ts'
 
 const HOST = 'irsa-webhook.irsa-system.svc'

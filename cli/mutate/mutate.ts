@@ -3,13 +3,11 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import { loadConfig, reviewSettings } from '../config.ts'
-import type { AddOperation } from '../mutate-pod.ts'
-import type { ReviewSettings } from '../review-pod.ts'
-import { reviewPod } from '../review-pod.ts'
-import { createStaticServiceAccountSource } from '../service-accounts.ts'
-import { formatDocuments, isServiceAccount, parseDocuments, withNamespace } from './documents.ts'
-import { EXIT, type Io, oneOf, parseSettings, UsageError } from './io.ts'
+import type { AddOperation } from '../../function/mutate-pod.ts'
+import type { ReviewSettings } from '../../function/review-pod.ts'
+import { reviewPod } from '../../function/review-pod.ts'
+import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
+import { EXIT, type Io, oneOf, UsageError } from '../shared/io.ts'
 import {
   applyAddPatch,
   describe,
@@ -17,8 +15,10 @@ import {
   podOf,
   rebase,
   type Workload,
-} from './manifests.ts'
-import { annotationHint, isRefused, reportDecision } from './mutate-report.ts'
+} from '../shared/manifests.ts'
+import { reviewSettingsFrom } from '../shared/review-settings.ts'
+import { formatDocuments, isServiceAccount, parseDocuments, withNamespace } from './documents.ts'
+import { annotationHint, isRefused, reportDecision } from './report.ts'
 
 const MUTATE_USAGE = `Usage: irsa-webhook mutate [options] <manifest.yaml|-> [...]
 
@@ -35,15 +35,6 @@ Options:
   -o, --output yaml|json      output format (default: yaml)
 
 Outcomes and warnings go to stderr. Exit code 1 when the webhook would refuse a pod (e.g. an invalid role).`
-
-/** The configuration variables a review reads (`reviewSettings`); any other key is a typo to report. */
-const SETTABLE = [
-  'STS_ENDPOINT',
-  'TOKEN_AUDIENCE',
-  'TOKEN_EXPIRATION_SECONDS',
-  'DEFAULT_REGION',
-  'INVALID_ROLE_POLICY',
-]
 
 interface MutateOptions {
   readonly files: readonly string[]
@@ -83,18 +74,6 @@ function parseMutateArgs(argv: string[]): MutateOptions | 'help' {
     output,
     settings,
   }
-}
-
-/** The review settings from `--set KEY=VALUE` pairs (the webhook's config variables a review reads). */
-export function reviewSettingsFrom(pairs: readonly string[]): ReviewSettings {
-  const settings = parseSettings(pairs)
-  const unknown = Object.keys(settings).filter((key) => !SETTABLE.includes(key))
-  if (unknown.length > 0) {
-    throw new UsageError(`--set takes ${SETTABLE.join(', ')}; got ${unknown.join(', ')}`)
-  }
-  const config = loadConfig(settings)
-  if (!config.ok) throw new UsageError(`--set: ${config.error}`)
-  return reviewSettings(config.value)
 }
 
 function readAll(io: Io, files: readonly string[]): unknown[] {

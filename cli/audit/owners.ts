@@ -6,9 +6,10 @@
  * (`<deployment>-<pod-template-hash>`).
  * @module
  */
-import { controllerOf, type Finding, type OwnerRef } from './audit-scan.ts'
-import { getObject } from './doctor-context.ts'
-import type { KubeClient } from './kube.ts'
+
+import type { KubeClient } from '../shared/kube.ts'
+import { getObject } from '../shared/kube.ts'
+import { controllerOf, type Finding, type OwnerRef } from '../shared/pod-scan.ts'
 
 const KNATIVE = 'serving.knative.dev/v1'
 

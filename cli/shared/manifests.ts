@@ -3,8 +3,8 @@
  * Pure.
  * @module
  */
-import type { AdmissionRequest } from '../admission.ts'
-import type { AddOperation } from '../mutate-pod.ts'
+import type { AdmissionRequest } from '../../function/admission.ts'
+import type { AddOperation } from '../../function/mutate-pod.ts'
 
 type Json = Record<string, unknown>
 

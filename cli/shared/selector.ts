@@ -2,7 +2,7 @@
  * Kubernetes label selector matching (metav1.LabelSelector semantics). Pure.
  * @module
  */
-import type { LabelSelector } from './doctor-context.ts'
+import type { LabelSelector } from './webhook-configuration.ts'
 
 type Labels = Readonly<Record<string, string>>
 type Requirement = NonNullable<LabelSelector['matchExpressions']>[number]

@@ -3,17 +3,18 @@
  * gateway serve the alias Service's in-cluster name with the webhook's certificate.
  * @module
  */
+
+import { getObject } from '../shared/kube.ts'
 import {
   type CheckResult,
   conditionMessage,
   conditionTrue,
   type DoctorContext,
   fail,
-  getObject,
   pass,
   serviceHost,
   skip,
-} from './doctor-context.ts'
+} from './context.ts'
 
 const KSVC = 'irsa-webhook'
 /** The gateway namespace of the shipped knative/ (knative/gateway.yaml), when no webhook configuration names one. */

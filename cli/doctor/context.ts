@@ -3,8 +3,8 @@
  * MutatingWebhookConfiguration. A check resolves one or more results and never throws for cluster trouble.
  * @module
  */
-import type { KubeClient, KubeResponse } from './kube.ts'
-import { statusMessage } from './kube.ts'
+import type { KubeClient } from '../shared/kube.ts'
+import type { ServiceRef, WebhookEntry } from '../shared/webhook-configuration.ts'
 
 export type Status = 'pass' | 'warn' | 'fail' | 'skip'
 
@@ -14,50 +14,6 @@ export interface CheckResult {
   readonly detail: string
   /** What to do about a failure or warning. */
   readonly fix?: string
-}
-
-export interface LabelSelector {
-  readonly matchLabels?: Readonly<Record<string, string>>
-  readonly matchExpressions?: readonly {
-    readonly key: string
-    readonly operator: string
-    readonly values?: readonly string[]
-  }[]
-}
-
-export interface ServiceRef {
-  readonly namespace: string
-  readonly name: string
-  readonly port?: number
-  readonly path?: string
-}
-
-/** The parts of a MutatingWebhookConfiguration webhook entry the doctor reads. */
-export interface WebhookEntry {
-  readonly name: string
-  readonly clientConfig: {
-    readonly service?: ServiceRef
-    readonly caBundle?: string
-    readonly url?: string
-  }
-  readonly namespaceSelector?: LabelSelector
-  readonly objectSelector?: LabelSelector
-  readonly matchConditions?: readonly unknown[]
-  readonly failurePolicy?: string
-  readonly timeoutSeconds?: number
-  readonly reinvocationPolicy?: string
-  readonly sideEffects?: string
-  readonly admissionReviewVersions?: readonly string[]
-}
-
-export const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
-const WEBHOOK_NAME = 'irsa.vultr.com'
-
-/** Our webhook entry of a MutatingWebhookConfiguration (by name, else the first), or undefined when it has none. */
-export function ourWebhook(configuration: unknown): WebhookEntry | undefined {
-  const webhooks = ((configuration as { webhooks?: unknown } | undefined)?.webhooks ??
-    []) as WebhookEntry[]
-  return webhooks.find((w) => w.name === WEBHOOK_NAME) ?? webhooks[0]
 }
 
 export interface DoctorContext {
@@ -99,22 +55,6 @@ export const skip = (name: string, detail: string): CheckResult => ({
   status: 'skip',
   detail,
 })
-
-/** GETs an object; `undefined` for 404, an Error message string for other failures. */
-export async function getObject(
-  context: Pick<DoctorContext, 'client'>,
-  path: string,
-): Promise<{ found: Record<string, unknown> } | { missing: true } | { error: string }> {
-  let response: KubeResponse
-  try {
-    response = await context.client.get(path)
-  } catch (error) {
-    return { error: error instanceof Error ? error.message : String(error) }
-  }
-  if (response.status === 404) return { missing: true }
-  if (response.status !== 200) return { error: statusMessage(response) }
-  return { found: (response.body ?? {}) as Record<string, unknown> }
-}
 
 /** True when `conditions` has `type` with status True. */
 export function conditionTrue(object: Record<string, unknown>, type = 'Ready'): boolean {

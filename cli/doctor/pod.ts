@@ -3,16 +3,9 @@
  * from the API server mutated — the whole chain through the real webhook.
  * @module
  */
-import { ANNOTATIONS, ENV, LABELS, TOKEN_VOLUME } from '../names.ts'
-import {
-  type CheckResult,
-  type DoctorContext,
-  fail,
-  getObject,
-  pass,
-  skip,
-} from './doctor-context.ts'
-import { statusMessage } from './kube.ts'
+import { ANNOTATIONS, ENV, LABELS, TOKEN_VOLUME } from '../../function/names.ts'
+import { getObject, statusMessage } from '../shared/kube.ts'
+import { type CheckResult, type DoctorContext, fail, pass, skip } from './context.ts'
 
 const TITLE = 'dry-run pod'
 

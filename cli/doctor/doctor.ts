@@ -3,20 +3,20 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import { checkMissingIdentity } from './doctor-audit.ts'
-import { checkExclusions, checkOidc, checkRbac } from './doctor-cluster.ts'
-import type { Check, CheckResult, DoctorContext, Status } from './doctor-context.ts'
+import { EXIT, type Io, oneOf, splitRef } from '../shared/io.ts'
+import { createKubeClient, loadKubeConfig } from '../shared/kube.ts'
+import { checkExclusions, checkOidc, checkRbac } from './cluster.ts'
+import type { Check, CheckResult, DoctorContext, Status } from './context.ts'
 import {
   checkDomainClaim,
   checkDomainMapping,
   checkGatewayNamespace,
   checkKnativeService,
-} from './doctor-knative.ts'
-import { checkDryRunPod } from './doctor-pod.ts'
-import { checkCertificate } from './doctor-tls.ts'
-import { checkEndpoints, checkService, checkSettings, loadWebhook } from './doctor-webhook.ts'
-import { EXIT, type Io, oneOf, splitRef } from './io.ts'
-import { createKubeClient, loadKubeConfig } from './kube.ts'
+} from './knative.ts'
+import { checkMissingIdentity } from './missing-identity.ts'
+import { checkDryRunPod } from './pod.ts'
+import { checkCertificate } from './tls.ts'
+import { checkEndpoints, checkService, checkSettings, loadWebhook } from './webhook.ts'
 
 const DOCTOR_USAGE = `Usage: irsa-webhook doctor [options]
 

@@ -2,8 +2,8 @@
  * Says, for one workload, what the webhook decided and why: the answer to "why did my pod not get credentials?".
  * @module
  */
-import { ANNOTATIONS, TOKEN_VOLUME } from '../names.ts'
-import type { Decision } from '../review-pod.ts'
+import { ANNOTATIONS, TOKEN_VOLUME } from '../../function/names.ts'
+import type { Decision } from '../../function/review-pod.ts'
 
 type Explain = (decision: Decision, hint: string) => string
 

@@ -3,19 +3,15 @@
  * Service it points at with ready endpoints (classic: the webhook's Service; Knative: the gateway alias).
  * @module
  */
+
+import { getObject } from '../shared/kube.ts'
 import {
-  type CheckResult,
-  type DoctorContext,
-  fail,
-  getObject,
   MWC_PATH,
   ourWebhook,
-  pass,
   type ServiceRef,
-  skip,
   type WebhookEntry,
-  warn,
-} from './doctor-context.ts'
+} from '../shared/webhook-configuration.ts'
+import { type CheckResult, type DoctorContext, fail, pass, skip, warn } from './context.ts'
 
 /**
  * Turns a webhook that calls a `url` back into the shipped one that calls the Service. `kubectl apply` alone cannot:

@@ -2,7 +2,7 @@
  * Reading and writing manifest streams: YAML (one or more documents) or JSON, `kind: List` flattened.
  * @module
  */
-import { parseYamlDocuments, stringifyYamlDocuments } from '../yaml.ts'
+import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
 
 type Json = Record<string, unknown>
 

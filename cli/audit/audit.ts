@@ -5,9 +5,10 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import type { ReviewSettings } from '../review-pod.ts'
-import { type Action, heal, recordEvent } from './audit-heal.ts'
-import { createOwnerResolver } from './audit-owners.ts'
+import type { ReviewSettings } from '../../function/review-pod.ts'
+import { EXIT, type Io, oneOf, UsageError } from '../shared/io.ts'
+import { createKubeClient, type KubeClient, loadKubeConfig } from '../shared/kube.ts'
+import { ClusterReadError } from '../shared/kube-list.ts'
 import {
   DEFAULT_CHUNK_SIZE,
   type Finding,
@@ -15,11 +16,10 @@ import {
   type Problem,
   type ScanResult,
   scanPods,
-} from './audit-scan.ts'
-import { EXIT, type Io, oneOf, UsageError } from './io.ts'
-import { createKubeClient, type KubeClient, loadKubeConfig } from './kube.ts'
-import { ClusterReadError } from './kube-list.ts'
-import { reviewSettingsFrom } from './mutate.ts'
+} from '../shared/pod-scan.ts'
+import { reviewSettingsFrom } from '../shared/review-settings.ts'
+import { type Action, heal, recordEvent } from './heal.ts'
+import { createOwnerResolver } from './owners.ts'
 
 /** Exit codes of `audit`: 0 nothing missing, 1 something missing, 2 usage error, 3 the cluster could not be read. */
 const AUDIT_EXIT = { ...EXIT, unreadable: 3 } as const

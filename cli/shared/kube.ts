@@ -116,3 +116,19 @@ export function statusMessage(response: KubeResponse): string {
   const message = raw.replace(/\s+/g, ' ').trim()
   return `HTTP ${response.status}${message === '' ? '' : `: ${message}`}`
 }
+
+/** GETs an object: `found` with its body, `missing` for 404, `error` with the message for any other failure. */
+export async function getObject(
+  context: { readonly client: KubeClient },
+  path: string,
+): Promise<{ found: Record<string, unknown> } | { missing: true } | { error: string }> {
+  let response: KubeResponse
+  try {
+    response = await context.client.get(path)
+  } catch (error) {
+    return { error: error instanceof Error ? error.message : String(error) }
+  }
+  if (response.status === 404) return { missing: true }
+  if (response.status !== 200) return { error: statusMessage(response) }
+  return { found: (response.body ?? {}) as Record<string, unknown> }
+}

@@ -3,17 +3,17 @@
  * @module
  */
 import { parseArgs } from 'node:util'
-import { UUID } from '../identity.ts'
-import { DEFAULTS } from '../names.ts'
-import { EXIT, type Io, splitRef, UsageError } from './io.ts'
-import { createKubeClient, type KubeClient, loadKubeConfig, statusMessage } from './kube.ts'
+import { UUID } from '../../function/identity.ts'
+import { DEFAULTS } from '../../function/names.ts'
+import { EXIT, type Io, splitRef, UsageError } from '../shared/io.ts'
+import { createKubeClient, type KubeClient, loadKubeConfig, statusMessage } from '../shared/kube.ts'
 import {
   externalPayloads,
   fetchOidcDocuments,
   issuerWarnings,
   type OidcDocuments,
   tokenWarnings,
-} from './oidc.ts'
+} from '../shared/oidc.ts'
 
 const OIDC_ISSUER_USAGE = `Usage: irsa-webhook oidc-issuer [options]
 

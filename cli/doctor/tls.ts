@@ -5,17 +5,17 @@
  * @module
  */
 import { X509Certificate } from 'node:crypto'
+import { getObject } from '../shared/kube.ts'
 import {
   type CheckResult,
   type DoctorContext,
   fail,
-  getObject,
   pass,
   serviceHost,
   skip,
   warn,
-} from './doctor-context.ts'
-import { domainMappingPath } from './doctor-knative.ts'
+} from './context.ts'
+import { domainMappingPath } from './knative.ts'
 
 const CERT_PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 const DAY_MS = 86_400_000

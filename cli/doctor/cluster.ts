@@ -3,18 +3,12 @@
  * a dry-run pod that must come back mutated, and OIDC discovery.
  * @module
  */
-import {
-  type CheckResult,
-  type DoctorContext,
-  fail,
-  getObject,
-  pass,
-  skip,
-  warn,
-} from './doctor-context.ts'
-import { gatewayNamespace } from './doctor-knative.ts'
-import { fetchOidcDocuments, OidcReadError } from './oidc.ts'
-import { selectsNamespace } from './selector.ts'
+
+import { getObject } from '../shared/kube.ts'
+import { fetchOidcDocuments, OidcReadError } from '../shared/oidc.ts'
+import { selectsNamespace } from '../shared/selector.ts'
+import { type CheckResult, type DoctorContext, fail, pass, skip, warn } from './context.ts'
+import { gatewayNamespace } from './knative.ts'
 
 async function canI(context: DoctorContext, verb: string): Promise<boolean | string> {
   const { namespace, name } = context.identity

@@ -12,7 +12,9 @@
  * (k8s.io/kubectl pkg/describe/describe.go `searchEvents`: core/v1 events by involvedObject field selector).
  * @module
  */
-import type { ReviewSettings } from '../review-pod.ts'
+import type { ReviewSettings } from '../../function/review-pod.ts'
+import type { KubeClient } from '../shared/kube.ts'
+import { getObject, statusMessage } from '../shared/kube.ts'
 import {
   type Classification,
   classifyPod,
@@ -20,10 +22,7 @@ import {
   type OwnerRef,
   type Problem,
   type ServiceAccountCache,
-} from './audit-scan.ts'
-import { getObject } from './doctor-context.ts'
-import type { KubeClient } from './kube.ts'
-import { statusMessage } from './kube.ts'
+} from '../shared/pod-scan.ts'
 
 export type Action = 'evicted' | 'blocked-by-pdb' | 'reported' | 'skipped' | 'failed'
 

@@ -3,9 +3,9 @@
  * unreachable), the first few named, and the fix.
  * @module
  */
-import { DEFAULT_CHUNK_SIZE, scanPods } from './audit-scan.ts'
-import { type CheckResult, type DoctorContext, fail, pass, warn } from './doctor-context.ts'
-import { reviewSettingsFrom } from './mutate.ts'
+import { DEFAULT_CHUNK_SIZE, scanPods } from '../shared/pod-scan.ts'
+import { reviewSettingsFrom } from '../shared/review-settings.ts'
+import { type CheckResult, type DoctorContext, fail, pass, warn } from './context.ts'
 
 const TITLE = 'pods missing their identity'
 const SHOWN = 3

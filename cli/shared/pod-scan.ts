@@ -1,21 +1,27 @@
 /**
- * The audit's scan: every stored pod the webhook would still change today, found with the webhook's own decision
- * (`reviewPod`, which runs `planPodMutation`) applied to the stored pod and its ServiceAccount. A pod is `missing`
- * its identity when that decision is a non-empty patch. Pods the MutatingWebhookConfiguration never sends to the
- * webhook (its namespaceSelector/objectSelector), mirror pods and finished pods are not audited.
+ * The pod scan of `audit`, also run by doctor's missing-identity check: every stored pod the webhook would still
+ * change today, found with the webhook's own decision (`reviewPod`, which runs `planPodMutation`) applied to the
+ * stored pod and its ServiceAccount. A pod is `missing` its identity when that decision is a non-empty patch. Pods
+ * the MutatingWebhookConfiguration never sends to the webhook (its namespaceSelector/objectSelector), mirror pods
+ * and finished pods are not audited.
  * @module
  */
-import { type ServiceAccountInfo, serviceAccountSchema } from '../kube-objects.ts'
-import { type AddOperation, containersWithOtherRole } from '../mutate-pod.ts'
-import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../names.ts'
-import { type Decision, type Lookup, type ReviewSettings, reviewPod } from '../review-pod.ts'
-import { toServiceAccountInfo } from '../service-accounts.ts'
-import { type LabelSelector, MWC_PATH, ourWebhook } from './doctor-context.ts'
+import { type ServiceAccountInfo, serviceAccountSchema } from '../../function/kube-objects.ts'
+import { type AddOperation, containersWithOtherRole } from '../../function/mutate-pod.ts'
+import { ANNOTATIONS, ENV, TOKEN_VOLUME } from '../../function/names.ts'
+import {
+  type Decision,
+  type Lookup,
+  type ReviewSettings,
+  reviewPod,
+} from '../../function/review-pod.ts'
+import { toServiceAccountInfo } from '../../function/service-accounts.ts'
 import type { KubeClient } from './kube.ts'
 import { statusMessage } from './kube.ts'
 import { ClusterReadError, forEachListed } from './kube-list.ts'
 import { isObject, podCreateRequest } from './manifests.ts'
 import { selects, selectsNamespace } from './selector.ts'
+import { type LabelSelector, MWC_PATH, ourWebhook } from './webhook-configuration.ts'
 
 export type Problem = 'missing' | 'role-differs' | 'invalid-role' | 'volume-conflict'
 

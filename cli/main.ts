@@ -2,12 +2,12 @@
  * Command dispatch for `irsa-webhook <command>`: help, usage errors (exit 2) and unexpected failures (exit 1).
  * @module
  */
-import { VERSION } from '../version.ts'
-import { runAudit } from './audit.ts'
-import { runDoctor } from './doctor.ts'
-import { EXIT, type Io, UsageError } from './io.ts'
-import { runMutate } from './mutate.ts'
-import { runOidcIssuer } from './oidc-issuer.ts'
+import { VERSION } from '../function/version.ts'
+import { runAudit } from './audit/audit.ts'
+import { runDoctor } from './doctor/doctor.ts'
+import { runMutate } from './mutate/mutate.ts'
+import { runOidcIssuer } from './oidc/oidc-issuer.ts'
+import { EXIT, type Io, UsageError } from './shared/io.ts'
 
 type Command = (argv: string[], io: Io) => Promise<number>
 
