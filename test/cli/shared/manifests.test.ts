@@ -1,16 +1,14 @@
-// Unit tests for the CLI's pure parts: pod templates, the add-only patch applier, label selectors, arguments.
+// Unit tests for the CLI's shared pure parts: pod templates, the add-only patch applier, label selectors, arguments.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import fastJsonPatch from 'fast-json-patch'
-import { parseDocuments } from '../../cli/mutate/documents.ts'
-import { annotationHint } from '../../cli/mutate/report.ts'
-import { parseSettings, splitRef, UsageError } from '../../cli/shared/io.ts'
-import { applyAddPatch, podCreateRequest, podOf, rebase } from '../../cli/shared/manifests.ts'
-import { selects } from '../../cli/shared/selector.ts'
-import type { Pod } from '../../function/kube-objects.ts'
-import { planPodMutation } from '../../function/mutate-pod.ts'
-import { createStaticServiceAccountSource } from '../../function/service-accounts.ts'
-import { listFixtures, loadJson } from '../support/fixtures.ts'
+import { parseSettings, splitRef, UsageError } from '../../../cli/shared/io.ts'
+import { applyAddPatch, podCreateRequest, podOf, rebase } from '../../../cli/shared/manifests.ts'
+import { selects } from '../../../cli/shared/selector.ts'
+import type { Pod } from '../../../function/kube-objects.ts'
+import { planPodMutation } from '../../../function/mutate-pod.ts'
+import { createStaticServiceAccountSource } from '../../../function/service-accounts.ts'
+import { listFixtures, loadJson } from '../../support/fixtures.ts'
 
 const IDENTITY = {
   roleArn: '775a6be6-45cd-4f19-94f5-6e4f96f093ec',
@@ -153,7 +151,7 @@ describe('selects', () => {
   })
 })
 
-describe('arguments and hints', () => {
+describe('arguments', () => {
   test('splitRef reads ns/name and name, and rejects the rest', () => {
     assert.deepEqual(splitRef('a/b', 'd'), { namespace: 'a', name: 'b' })
     assert.deepEqual(splitRef('b', 'd'), { namespace: 'd', name: 'b' })
@@ -164,29 +162,6 @@ describe('arguments and hints', () => {
   test('parseSettings reads KEY=VALUE (values may hold =) and rejects the rest', () => {
     assert.deepEqual(parseSettings(['A=1', 'B=x=y']), { A: '1', B: 'x=y' })
     assert.throws(() => parseSettings(['novalue']), UsageError)
-  })
-
-  test('annotationHint names role-like annotations under another key', () => {
-    assert.equal(annotationHint({ 'api.vultr.com/role': 'x' }), '')
-    assert.match(annotationHint({ 'api.vultr.com/roles': 'x' }), /"api\.vultr\.com\/roles"/)
-  })
-})
-
-describe('parseDocuments', () => {
-  test('flattens a List with items and keeps a kind that only ends in List', () => {
-    const text = [
-      'apiVersion: v1\nkind: List\nitems:\n  - kind: ServiceAccount\n    metadata: {name: a}',
-      'apiVersion: example.com/v1\nkind: IPAllowList\nmetadata: {name: office}\nspec: {cidrs: [10.0.0.0/8]}',
-    ].join('\n---\n')
-    assert.deepEqual(parseDocuments(text, 'in.yaml'), [
-      { kind: 'ServiceAccount', metadata: { name: 'a' } },
-      {
-        apiVersion: 'example.com/v1',
-        kind: 'IPAllowList',
-        metadata: { name: 'office' },
-        spec: { cidrs: ['10.0.0.0/8'] },
-      },
-    ])
   })
 })
 

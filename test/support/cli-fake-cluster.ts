@@ -18,12 +18,12 @@ import {
   kubeStatus,
   type RecordedRequest,
   startFakeKubeApi,
-} from '../support/fake-kube-api.ts'
-import { type FakePods, installPods } from '../support/fake-kube-api-pods.ts'
-import { createSigningKey, type SigningKey, signServiceAccountToken } from '../support/jwt.ts'
-import { ROOT } from '../support/process.ts'
-import { createTestCertificates, type TestCertificates } from '../support/tls.ts'
-import { admit } from '../support/webhook.ts'
+} from './fake-kube-api.ts'
+import { type FakePods, installPods } from './fake-kube-api-pods.ts'
+import { createSigningKey, type SigningKey, signServiceAccountToken } from './jwt.ts'
+import { ROOT } from './process.ts'
+import { createTestCertificates, type TestCertificates } from './tls.ts'
+import { admit } from './webhook.ts'
 
 export { ROOT }
 export const ROLE = '775a6be6-45cd-4f19-94f5-6e4f96f093ec'

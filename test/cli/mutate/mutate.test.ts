@@ -1,10 +1,10 @@
 // irsa-webhook mutate: the webhook's own decision on manifests, checked against the webhook app itself (admit()).
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
-import { loadJson } from '../support/fixtures.ts'
-import { admit } from '../support/webhook.ts'
-import { ROLE, ROOT, runChild, runInProcess } from './cli-fake-cluster.ts'
+import { parseYamlDocuments, stringifyYamlDocuments } from '../../../function/yaml.ts'
+import { ROLE, ROOT, runChild, runInProcess } from '../../support/cli-fake-cluster.ts'
+import { loadJson } from '../../support/fixtures.ts'
+import { admit } from '../../support/webhook.ts'
 
 const fixture = (name: string) => loadJson(`admission/${name}`)
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { parseYamlDocuments } from '../../function/yaml.ts'
+import { parseYamlDocuments } from '../../../function/yaml.ts'
 import {
   type AuditCluster,
   admitted,
@@ -17,12 +17,12 @@ import {
   serviceAccount,
   startAuditCluster,
   stored,
-} from '../support/audit-cluster.ts'
-import { kubeStatus } from '../support/fake-kube-api.ts'
-import { PDB_VIOLATION } from '../support/fake-kube-api-pods.ts'
-import { requestInfo } from '../support/kube-apiserver-wire.ts'
-import { ROOT } from '../support/process.ts'
-import { runChild, runInProcess } from './cli-fake-cluster.ts'
+} from '../../support/audit-cluster.ts'
+import { runChild, runInProcess } from '../../support/cli-fake-cluster.ts'
+import { kubeStatus } from '../../support/fake-kube-api.ts'
+import { PDB_VIOLATION } from '../../support/fake-kube-api-pods.ts'
+import { requestInfo } from '../../support/kube-apiserver-wire.ts'
+import { ROOT } from '../../support/process.ts'
 
 type Json = Record<string, unknown>
 

@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict'
 import { rmSync } from 'node:fs'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { createTestCertificates, writeCertificate } from '../support/tls.ts'
 import {
   type FakeCluster,
   putCertificateSecret,
@@ -14,7 +13,8 @@ import {
   runInProcess,
   startFakeCluster,
   WEBHOOK_UNREACHABLE,
-} from './cli-fake-cluster.ts'
+} from '../../support/cli-fake-cluster.ts'
+import { createTestCertificates, writeCertificate } from '../../support/tls.ts'
 
 type Json = Record<string, unknown>
 

@@ -3,8 +3,8 @@
 
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { podManifest, stored } from '../support/audit-cluster.ts'
-import { type FakeCluster, runInProcess, startFakeCluster } from './cli-fake-cluster.ts'
+import { podManifest, stored } from '../../support/audit-cluster.ts'
+import { type FakeCluster, runInProcess, startFakeCluster } from '../../support/cli-fake-cluster.ts'
 
 const TITLE = 'pods missing their identity'
 

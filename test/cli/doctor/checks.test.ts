@@ -1,17 +1,16 @@
-// Unit tests for doctor's certificate logic and the OIDC payload rules, with an in-memory API (no sockets).
+// Unit tests for doctor's certificate logic and dry-run pod rules, with an in-memory API (no sockets).
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
-import type { DoctorContext } from '../../cli/doctor/context.ts'
-import { formatResult } from '../../cli/doctor/doctor.ts'
-import { adviceFor, missingIdentity } from '../../cli/doctor/pod.ts'
-import { chainVerifies, checkCertificate, parseCertificates } from '../../cli/doctor/tls.ts'
-import type { KubeClient } from '../../cli/shared/kube.ts'
-import { externalPayloads, issuerWarnings, tokenWarnings } from '../../cli/shared/oidc.ts'
-import { createTestCertificates, writeCertificate } from '../support/tls.ts'
+import type { DoctorContext } from '../../../cli/doctor/context.ts'
+import { formatResult } from '../../../cli/doctor/doctor.ts'
+import { adviceFor, missingIdentity } from '../../../cli/doctor/pod.ts'
+import { chainVerifies, checkCertificate, parseCertificates } from '../../../cli/doctor/tls.ts'
+import type { KubeClient } from '../../../cli/shared/kube.ts'
+import { createTestCertificates, writeCertificate } from '../../support/tls.ts'
 
 const HOST = 'irsa-webhook.irsa-system.svc'
 const DAY = 86_400_000
@@ -189,52 +188,5 @@ describe('dry-run pod rules', () => {
       /^read the message/,
     )
     assert.match(adviceFor('some other failure'), /^read the message/)
-  })
-})
-
-describe('OIDC payload rules', () => {
-  const key = { kid: 'k1', kty: 'RSA', n: 'nnn', e: 'AQAB', alg: 'RS256', use: 'sig' }
-  const documents = {
-    discovery: {
-      issuer: 'https://oidc.example.test',
-      jwks_uri: 'https://oidc.example.test/openid/v1/jwks',
-    },
-    keys: [key],
-  }
-
-  test('one external payload per RSA signing key, alg and use defaulted', () => {
-    const { payloads, warnings } = externalPayloads({
-      ...documents,
-      keys: [
-        { kid: 'k2', kty: 'RSA', n: 'm', e: 'AQAB' },
-        { kid: 'enc', kty: 'RSA', n: 'm', e: 'AQAB', use: 'enc' },
-      ],
-    })
-    assert.deepEqual(payloads, [
-      {
-        source: 'external',
-        uri: documents.discovery.jwks_uri,
-        kid: 'k2',
-        kty: 'RSA',
-        n: 'm',
-        e: 'AQAB',
-        alg: 'RS256',
-        use: 'sig',
-      },
-    ])
-    assert.equal(warnings.length, 1)
-  })
-
-  test('a public issuer that serves its own keys and matches --expected-issuer has no warnings', () => {
-    assert.deepEqual(issuerWarnings(documents, 'https://oidc.example.test'), [])
-    assert.equal(issuerWarnings(documents, 'https://other.example.test').length, 1)
-  })
-
-  test('tokenWarnings flags a foreign iss and an unknown kid', () => {
-    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url')
-    const token = `${part({ alg: 'RS256', kid: 'k9' })}.${part({ iss: 'https://elsewhere' })}.sig`
-    const warnings = tokenWarnings(documents, token)
-    assert.equal(warnings.length, 2)
-    assert.match(warnings[1] ?? '', /"k9" is not in the JWKS/)
   })
 })

@@ -1,14 +1,14 @@
 // irsa-webhook oidc-issuer: Vultr registration payloads from the cluster's discovery documents.
 import assert from 'node:assert/strict'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import { createSigningKey } from '../support/jwt.ts'
 import {
   type FakeCluster,
   ISSUER,
   runChild,
   runInProcess,
   startFakeCluster,
-} from './cli-fake-cluster.ts'
+} from '../../support/cli-fake-cluster.ts'
+import { createSigningKey } from '../../support/jwt.ts'
 
 function payloads(stdout: string): Record<string, unknown>[] {
   return stdout
