@@ -347,7 +347,11 @@ export async function startControlPlane(
       writeFileSync(join(dir, 'pids'), `${child.pid} ${binary}\n`, { flag: 'a' })
     return entry
   }
+  let stopped = false
   const killNow = () => {
+    // Once only: a second call (an exit hook after stop) must not signal process groups whose ids were reused.
+    if (stopped) return
+    stopped = true
     for (const { child } of started) if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL')
     if (process.env['IRSA_CLUSTER_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true })
   }
