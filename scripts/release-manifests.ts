@@ -116,7 +116,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [AUDIT_CRONJOB],
     componentsOnly: true,
     summary:
-      'the heal CronJob alone (irsa-webhook audit --heal --events every 5 minutes, its own ServiceAccount and ClusterRole)',
+      'the heal CronJob alone (irsa-webhook audit --heal --events --job every 5 minutes, its own ServiceAccount and ClusterRole)',
     afterApply:
       'nothing: an add-on, applied after one of the other bundles (irsa-webhook-knative.yaml already has it)',
   },
