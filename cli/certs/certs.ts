@@ -11,6 +11,7 @@
  * A 409 on any write (another run, or someone else, wrote first) starts the run again from the reads.
  * @module
  */
+import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { EXIT, type Io, oneOf, UsageError } from '../../function/cli/io.ts'
 import { createKubeClient, type KubeClient, loadKubeConfig } from '../../function/cli/kube.ts'
@@ -34,7 +35,7 @@ import {
   type SecretState,
   type ServingStep,
 } from './plan.ts'
-import { issueServing, type KeyPairPem, makeCa, servingNames } from './x509.ts'
+import { issueServing, type KeyPairPem, makeCa, type SanName, serviceNames } from './x509.ts'
 
 /**
  * Exit codes of `certs`: 0 the certificate is in place (made, renewed, or nothing to do); 1 a Secret it did not
@@ -58,7 +59,8 @@ const CERTS_USAGE = `Usage: irsa-webhook certs [options]
 
 Makes the webhook's TLS in the cluster, as generate-certs.sh does from a workstation: a private CA (Secret
 ${SECRET_NAMES.ca}), a serving certificate for the name the API server checks — the Service the
-MutatingWebhookConfiguration calls, <name>.<namespace>.svc — in the Secret the mode reads (classic:
+MutatingWebhookConfiguration calls, <name>.<namespace>.svc (or the host of the URL it calls) — in the Secret
+the mode reads (classic:
 ${SECRET_NAMES.classic}, knative: ${SECRET_NAMES.knative}), and the configuration's caBundle. Idempotent: a valid
 certificate with more than --renew-before days left is left as it is ("nothing to do"). A new CA is trusted beside
 the old one until the pods serve the new certificate. A Secret without the label
@@ -66,7 +68,7 @@ ${MANAGED_BY.key}=${MANAGED_BY.value} was not made by this command or generate-c
 
 Options:
       --mode auto|classic|knative  which Secret the webhook reads (default auto: classic when the configuration
-                                   calls a Service in --namespace, knative when it calls the gateway alias)
+                                   calls a Service in --namespace or a URL, knative when it calls the gateway alias)
   -n, --namespace NS        the webhook's namespace, where the Secrets live (default: irsa-system)
       --secret NAME         the serving Secret (default: ${SECRET_NAMES.classic} classic, ${SECRET_NAMES.knative} knative)
       --ca-secret NAME      the CA Secret (default: ${SECRET_NAMES.ca})
@@ -82,7 +84,7 @@ Options:
 
 Exit codes: 0 the certificate is in place (made, renewed, or nothing to do); 1 a Secret it did not create is in the
 way, nothing written (0 with --job); 2 usage error; 3 it could not do its work (the cluster could not be read or
-written, or the webhook configuration is missing or calls no Service).`
+written, or the webhook configuration is missing, or its webhooks call different Services).`
 
 type Mode = 'classic' | 'knative'
 
@@ -94,7 +96,7 @@ interface CertsOptions {
   readonly webhook: string
   readonly job: boolean
   readonly kubeconfig: string | undefined
-  readonly policy: Omit<Policy, 'host'>
+  readonly policy: Omit<Policy, 'names'>
 }
 
 function wholeDays(flag: string, value: string, min: number): number {
@@ -145,27 +147,49 @@ function parseOptions(argv: string[]): CertsOptions | 'help' {
   }
 }
 
-/** The one Service every webhook of the configuration calls: the name the certificate is for. */
-function serviceOf(configuration: WebhookConfiguration): { namespace: string; name: string } {
-  const services = configuration.webhooks.map((hook) => hook.service)
-  const [first] = services
+/**
+ * What every webhook of the configuration calls, and so the names the certificate is for: a Service (its
+ * `<name>.<namespace>.svc` and `.cluster.local` form; in --namespace: classic, elsewhere: the Knative gateway alias),
+ * or a URL (its host, a DNS name or an IP address; read as classic: the process serves TLS itself).
+ */
+function endpointOf(configuration: WebhookConfiguration, namespace: string) {
+  const targets = configuration.webhooks.map((hook) =>
+    hook.service !== undefined
+      ? {
+          what: `Service ${hook.service.namespace}/${hook.service.name}`,
+          names: serviceNames(`${hook.service.name}.${hook.service.namespace}.svc`),
+          mode: (hook.service.namespace === namespace ? 'classic' : 'knative') as Mode,
+        }
+      : urlTarget(configuration.name, hook.url),
+  )
+  const [first] = targets
   if (first === undefined)
+    throw new ClusterError(`MutatingWebhookConfiguration ${configuration.name} has no webhooks`)
+  if (targets.some((t) => t.what !== first.what))
     throw new ClusterError(
-      services.length === 0
-        ? `MutatingWebhookConfiguration ${configuration.name} has no webhooks`
-        : `MutatingWebhookConfiguration ${configuration.name} calls a URL, not a Service: certs makes certificates for a Service's name only`,
-    )
-  if (services.some((s) => s?.namespace !== first.namespace || s.name !== first.name))
-    throw new ClusterError(
-      `the webhooks of MutatingWebhookConfiguration ${configuration.name} call different Services; one certificate cannot serve them`,
+      `the webhooks of MutatingWebhookConfiguration ${configuration.name} call ${[...new Set(targets.map((t) => t.what))].join(' and ')}; one certificate cannot serve them`,
     )
   return first
+}
+
+function urlTarget(configuration: string, url: string | undefined) {
+  let host: string
+  try {
+    host = new URL(url ?? '').hostname
+  } catch {
+    throw new ClusterError(
+      `MutatingWebhookConfiguration ${configuration} has a webhook with neither a Service nor a valid URL`,
+    )
+  }
+  const ip = host.replace(/^\[|\]$/g, '')
+  const names: SanName[] = [isIP(ip) ? { type: 'ip', value: ip } : { type: 'dns', value: host }]
+  return { what: `URL host ${host}`, names, mode: 'classic' as Mode }
 }
 
 /** What one run found and did, for the report. */
 interface Done {
   readonly kind: 'done'
-  readonly host: string
+  readonly names: string
   readonly servingSecret: string
   readonly lines: readonly string[]
   readonly changed: boolean
@@ -180,7 +204,9 @@ interface NotOurs {
 interface Target {
   readonly configuration: WebhookConfiguration
   readonly mode: Mode
-  readonly host: string
+  /** What the webhooks call (`Service ns/name` or `URL host h`), and the names the certificate must carry. */
+  readonly what: string
+  readonly names: readonly SanName[]
   readonly namespace: string
   readonly caSecret: string
   readonly servingSecret: string
@@ -188,13 +214,13 @@ interface Target {
 
 async function locate(client: KubeClient, options: CertsOptions): Promise<Target> {
   const configuration = await readWebhookConfiguration(client, options.webhook)
-  const service = serviceOf(configuration)
-  const auto: Mode = service.namespace === options.namespace ? 'classic' : 'knative'
-  const mode = options.mode === 'auto' ? auto : options.mode
+  const endpoint = endpointOf(configuration, options.namespace)
+  const mode = options.mode === 'auto' ? endpoint.mode : options.mode
   return {
     configuration,
     mode,
-    host: `${service.name}.${service.namespace}.svc`,
+    what: endpoint.what,
+    names: endpoint.names,
     namespace: options.namespace,
     caSecret: options.caSecret,
     servingSecret: options.secret ?? SECRET_NAMES[mode],
@@ -256,7 +282,7 @@ async function ensureServing(
     const renew = new Date(step.notAfter.getTime() - policy.renewBeforeDays * 86_400_000)
     return `serving certificate: kept (${where}, expires ${day(step.notAfter)}, renewed from ${day(renew)})`
   }
-  const pair = await issueServing(ca, target.host, now, policy.days)
+  const pair = await issueServing(ca, target.names, now, policy.days)
   const data = { 'tls.crt': pair.cert, 'tls.key': pair.key }
   await writeSecret(
     client,
@@ -277,16 +303,16 @@ async function runOnce(
   now: number,
 ): Promise<Done | NotOurs> {
   const target = await locate(client, options)
-  const { configuration, host, namespace } = target
+  const { configuration, names, namespace } = target
   const [ca, serving] = await Promise.all([
     readSecret(client, namespace, target.caSecret),
     readSecret(client, namespace, target.servingSecret),
   ])
   const caBundles = configuration.webhooks.map((hook) => hook.caBundle)
-  const plan = planCertificates({ ca, serving, caBundles }, { ...options.policy, host }, now)
+  const plan = planCertificates({ ca, serving, caBundles }, { ...options.policy, names }, now)
   if (plan.kind === 'foreign') return { kind: 'not-ours', secrets: plan.secrets }
-  const service = `${configuration.webhooks[0]?.service?.namespace}/${configuration.webhooks[0]?.service?.name}`
-  const first = `mode ${target.mode}: MutatingWebhookConfiguration ${configuration.name} calls Service ${service}; certificate for ${servingNames(host).join(', ')}`
+  const listed = names.map((name) => name.value).join(', ')
+  const first = `mode ${target.mode}: MutatingWebhookConfiguration ${configuration.name} calls ${target.what}; certificate for ${listed}`
   const caDone = await ensureCa(client, target, plan.ca, ca, options.policy, now)
   const bundleDone = await ensureBundle(client, target, plan, caDone.pair)
   const servingLine = await ensureServing(
@@ -301,7 +327,7 @@ async function runOnce(
   const issued = plan.serving.action === 'issue'
   return {
     kind: 'done',
-    host,
+    names: listed,
     servingSecret: target.servingSecret,
     lines: [first, caDone.line, bundleDone.line, servingLine],
     changed: plan.ca.action !== 'keep' || bundleDone.changed || issued,
@@ -392,7 +418,7 @@ export async function runCerts(argv: string[], io: Io, deps: CertsDeps = {}): Pr
     await report(client, io, options.namespace, result.servingSecret, {
       type: 'Normal',
       reason: 'CertificateIssued',
-      message: `irsa-webhook certs issued a certificate for ${result.host}`,
+      message: `irsa-webhook certs issued a certificate for ${result.names}`,
     })
   return CERTS_EXIT.ok
 }

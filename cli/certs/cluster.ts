@@ -105,6 +105,8 @@ export interface WebhookConfiguration {
   readonly webhooks: readonly {
     readonly name: string
     readonly service: { readonly namespace: string; readonly name: string } | undefined
+    /** clientConfig.url, when the webhook is called by URL instead of a Service. */
+    readonly url: string | undefined
     readonly caBundle: string
   }[]
 }
@@ -113,7 +115,11 @@ interface MwcBody {
   metadata?: { resourceVersion?: string }
   webhooks?: {
     name?: string
-    clientConfig?: { service?: { namespace?: string; name?: string }; caBundle?: string }
+    clientConfig?: {
+      service?: { namespace?: string; name?: string }
+      url?: string
+      caBundle?: string
+    }
   }[]
 }
 
@@ -139,6 +145,7 @@ export async function readWebhookConfiguration(
           service?.name === undefined
             ? undefined
             : { namespace: service.namespace ?? '', name: service.name },
+        url: hook.clientConfig?.url,
         caBundle: Buffer.from(hook.clientConfig?.caBundle ?? '', 'base64').toString('utf8'),
       }
     }),

@@ -10,7 +10,7 @@
  * @module
  */
 import type { X509Certificate } from 'node:crypto'
-import { dnsNames, keyMatches, parseBundle, servingNames, signedBy } from './x509.ts'
+import { keyMatches, parseBundle, type SanName, sanEntries, sanText, signedBy } from './x509.ts'
 
 const DAY_MS = 86_400_000
 
@@ -39,8 +39,8 @@ export interface Observed {
 }
 
 export interface Policy {
-  /** The name the API server checks (`<service>.<namespace>.svc`). */
-  readonly host: string
+  /** The names the serving certificate carries: the one the API server checks first. */
+  readonly names: readonly SanName[]
   /** Validity of a new serving certificate, in days. */
   readonly days: number
   /** Validity of a new CA, in days. */
@@ -116,11 +116,11 @@ export function decideServing(
   if (!keyMatches(cert, state.data['tls.key'] ?? ''))
     return issue(`tls.key in Secret ${state.name} is not the key of tls.crt`)
   if (!signedBy(cert, ca)) return issue('the certificate is not signed by the current CA')
-  const want = servingNames(policy.host)
-  const have = dnsNames(cert)
+  const want = policy.names.map(sanText)
+  const have = sanEntries(cert)
   if (have.length !== want.length || want.some((name) => !have.includes(name)))
     return issue(
-      `the certificate names ${have.join(', ') || 'no DNS name'}; expected ${want.join(', ')}`,
+      `the certificate names ${have.join(', ') || 'nothing'}; expected ${want.join(', ')}`,
     )
   if (new Date(cert.validFrom).getTime() > now) return issue('the certificate is not valid yet')
   if (daysLeft(cert, now) < policy.renewBeforeDays)

@@ -4,7 +4,8 @@
  *
  * - CA: ECDSA P-256, SHA-256, subject `CN=irsa-webhook-ca`, basicConstraints critical CA:TRUE pathlen:0, keyUsage
  *   critical keyCertSign + cRLSign, subjectKeyIdentifier.
- * - Serving certificate: ECDSA P-256, SHA-256, subject `CN=<host>`, SAN `DNS:<host>, DNS:<host>.cluster.local`,
+ * - Serving certificate: ECDSA P-256, SHA-256, subject `CN=<host>`, SAN `DNS:<host>, DNS:<host>.cluster.local` for
+ *   a Service's host (an IP address or DNS name alone for a webhook called by URL),
  *   extendedKeyUsage serverAuth, keyUsage critical digitalSignature + keyEncipherment, basicConstraints critical
  *   CA:FALSE, subject and authority key identifiers, a random 16-byte serial.
  * - Keys: PKCS#8 PEM (`BEGIN PRIVATE KEY`), as `openssl genpkey` writes them.
@@ -33,8 +34,21 @@ export interface KeyPairPem {
   readonly key: string
 }
 
-/** The DNS names a serving certificate for `host` carries (the API server checks `host`). */
-export const servingNames = (host: string): readonly string[] => [host, `${host}.cluster.local`]
+/** One subjectAltName entry. */
+export interface SanName {
+  readonly type: 'dns' | 'ip'
+  readonly value: string
+}
+
+/** The names of a certificate for a Service's host `<name>.<namespace>.svc` (what the API server checks) and its FQDN. */
+export const serviceNames = (host: string): readonly SanName[] => [
+  { type: 'dns', value: host },
+  { type: 'dns', value: `${host}.cluster.local` },
+]
+
+/** An entry as Node's `X509Certificate.subjectAltName` writes it: `DNS:name` or `IP Address:1.2.3.4`. */
+export const sanText = (name: SanName): string =>
+  `${name.type === 'dns' ? 'DNS' : 'IP Address'}:${name.value}`
 
 /** A positive serial of 16 random bytes (the top bit cleared, so DER does not read it as negative). */
 function serial(): string {
@@ -93,10 +107,10 @@ async function signingKey(keyPem: string): Promise<CryptoKey> {
   return webcrypto.subtle.importKey('pkcs8', der, EC, false, ['sign'])
 }
 
-/** A serving certificate for `host`, signed by `ca`, valid `days` days from `now`. */
+/** A serving certificate for `names` (the first is the subject's CN), signed by `ca`, valid `days` days from `now`. */
 export async function issueServing(
   ca: KeyPairPem,
-  host: string,
+  names: readonly SanName[],
   now: number,
   days: number,
 ): Promise<KeyPairPem> {
@@ -105,16 +119,14 @@ export async function issueServing(
   const cert = await x509.X509CertificateGenerator.create(
     {
       serialNumber: serial(),
-      subject: `CN=${host}`,
+      subject: `CN=${names[0]?.value ?? ''}`,
       issuer: issuer.subject,
       ...validity(now, days),
       publicKey: keys.publicKey,
       signingKey: await signingKey(ca.key),
       signingAlgorithm: SIGNING,
       extensions: [
-        new x509.SubjectAlternativeNameExtension(
-          servingNames(host).map((value) => ({ type: 'dns' as const, value })),
-        ),
+        new x509.SubjectAlternativeNameExtension(names.map(({ type, value }) => ({ type, value }))),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
         new x509.KeyUsagesExtension(
           x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
@@ -142,12 +154,9 @@ export function parseBundle(pem: string): X509Certificate[] {
   })
 }
 
-/** The DNS names of a certificate's subjectAltName, in order. */
-export function dnsNames(cert: X509Certificate): string[] {
-  return (cert.subjectAltName ?? '')
-    .split(', ')
-    .filter((name) => name.startsWith('DNS:'))
-    .map((name) => name.slice(4))
+/** A certificate's subjectAltName entries, in order, as {@link sanText} writes them. */
+export function sanEntries(cert: X509Certificate): string[] {
+  return (cert.subjectAltName ?? '').split(', ').filter((entry) => entry !== '')
 }
 
 /** Whether `key` (PEM) is the private key of `cert`; false when it cannot be read. */

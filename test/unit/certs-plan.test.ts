@@ -17,19 +17,21 @@ import {
   type SecretState,
 } from '../../cli/certs/plan.ts'
 import {
-  dnsNames,
   issueServing,
   type KeyPairPem,
   keyMatches,
   makeCa,
+  sanEntries,
+  serviceNames,
   signedBy,
 } from '../../cli/certs/x509.ts'
 
 const DAY = 86_400_000
 const NOW = Date.UTC(2026, 11, 6)
 const HOST = 'irsa-webhook.irsa-system.svc'
+const NAMES = serviceNames(HOST)
 const POLICY: Policy = {
-  host: HOST,
+  names: NAMES,
   days: 365,
   caDays: 3650,
   renewBeforeDays: 30,
@@ -54,10 +56,18 @@ let ca: KeyPairPem
 let leaf: KeyPairPem
 before(async () => {
   ca = await makeCa(NOW - 100 * DAY, 3650)
-  leaf = await issueServing(ca, HOST, NOW - 10 * DAY, 365)
+  leaf = await issueServing(ca, NAMES, NOW - 10 * DAY, 365)
 })
 
 describe('x509: what the certificates are made of', () => {
+  test('a webhook called by URL on an IP address: the certificate names that IP address alone', async () => {
+    const cert = new X509Certificate(
+      (await issueServing(ca, [{ type: 'ip', value: '127.0.0.1' }], NOW, 1)).cert,
+    )
+    assert.deepEqual(sanEntries(cert), ['IP Address:127.0.0.1'])
+    assert.equal(cert.checkIP('127.0.0.1'), '127.0.0.1')
+  })
+
   test('the CA is a CA with its key; the serving certificate names the host and its cluster.local form, signed by the CA', () => {
     const caCert = new X509Certificate(ca.cert)
     const cert = new X509Certificate(leaf.cert)
@@ -66,7 +76,7 @@ describe('x509: what the certificates are made of', () => {
     assert.ok(keyMatches(caCert, ca.key))
     assert.equal(cert.ca, false)
     assert.equal(cert.subject, `CN=${HOST}`)
-    assert.deepEqual(dnsNames(cert), [HOST, `${HOST}.cluster.local`])
+    assert.deepEqual(sanEntries(cert), [`DNS:${HOST}`, `DNS:${HOST}.cluster.local`])
     assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.1'], 'extended key usage serverAuth')
     assert.ok(signedBy(cert, caCert))
     assert.ok(keyMatches(cert, leaf.key))
@@ -130,7 +140,7 @@ describe('the serving certificate', () => {
     assert.equal(
       reason(
         decideServing(
-          servingSecret(await issueServing(otherCa, HOST, NOW, 365)),
+          servingSecret(await issueServing(otherCa, NAMES, NOW, 365)),
           caCert(),
           POLICY,
           NOW,
@@ -141,13 +151,13 @@ describe('the serving certificate', () => {
     assert.match(
       reason(
         decideServing(
-          servingSecret(await issueServing(ca, 'other.irsa-system.svc', NOW, 365)),
+          servingSecret(await issueServing(ca, serviceNames('other.irsa-system.svc'), NOW, 365)),
           caCert(),
           POLICY,
           NOW,
         ),
       ),
-      /names other\.irsa-system\.svc, other\.irsa-system\.svc\.cluster\.local; expected irsa-webhook\.irsa-system\.svc/,
+      /names DNS:other\.irsa-system\.svc, DNS:other\.irsa-system\.svc\.cluster\.local; expected DNS:irsa-webhook\.irsa-system\.svc/,
     )
     assert.match(
       reason(decideServing(servingSecret({ cert: leaf.cert, key: ca.key }), caCert(), POLICY, NOW)),
