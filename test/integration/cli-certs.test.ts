@@ -142,6 +142,14 @@ describe('irsa-webhook certs (fake API)', () => {
     await run(api)
     const before = secret(api, SECRET_NAMES.classic).data['tls.crt']
     const bundle = bundles(api)
+    // Someone labels and annotates the Secret (e.g. Kourier's certificate-uid label): a renewal keeps both.
+    const path = `${SECRETS}/${SECRET_NAMES.classic}`
+    const stored = structuredClone(api.objects.get(path)) as unknown as {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> }
+    }
+    stored.metadata.labels['networking.internal.knative.dev/certificate-uid'] = 'irsa-webhook'
+    stored.metadata.annotations = { 'example.com/note': 'kept' }
+    api.put(path, stored)
     const writes = api.writes.length
     const renewed = await run(api, ['--renew-before', '400', '--ca-days', '3650'])
     assert.equal(renewed.code, CERTS_EXIT.ok, renewed.stderr)
@@ -150,6 +158,15 @@ describe('irsa-webhook certs (fake API)', () => {
     assert.notEqual(after_, before)
     assert.deepEqual(bundles(api), bundle)
     assert.deepEqual(api.writes.slice(writes), [`PUT ${SECRETS}/${SECRET_NAMES.classic} 200`])
+    const renewedMeta = api.objects.get(path)?.metadata as unknown as {
+      labels: Record<string, string>
+      annotations: Record<string, string>
+    }
+    assert.deepEqual(renewedMeta.labels, {
+      [MANAGED_BY.key]: MANAGED_BY.value,
+      'networking.internal.knative.dev/certificate-uid': 'irsa-webhook',
+    })
+    assert.deepEqual(renewedMeta.annotations, { 'example.com/note': 'kept' })
     opensslVerifies(bundle[0] ?? '', after_, 'irsa-webhook.irsa-system.svc')
   })
 
