@@ -7,10 +7,10 @@
  * @module
  */
 import { hostname } from 'node:os'
-import { type KubeClient, type KubeResponse, statusMessage } from '../../function/cli/kube.ts'
+import { type KubeClient, type KubeResponse, statusMessage } from '../shared/kube.ts'
+import { MWC_PATH } from '../shared/webhook-configuration.ts'
 import { MANAGED_BY, type SecretState } from './plan.ts'
 
-export const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
 const secretsPath = (namespace: string) => `/api/v1/namespaces/${namespace}/secrets`
 
 /** Another writer got there first (HTTP 409): read again and decide again. */
