@@ -4,6 +4,10 @@
  *
  *   npm run policy:generate            writes deploy/policy/policy.yaml
  *   npm run policy:generate -- --check exits 1 when the committed file differs from what would be written
+ *   TOKEN_AUDIENCE=sts.example DEFAULT_REGION=ewr npm run -s policy:generate -- --from-env > my-policy.yaml
+ *                                      prints the policy for the webhook config in the environment (the same
+ *                                      variables and checks as the webhook: TOKEN_AUDIENCE, TOKEN_EXPIRATION_SECONDS,
+ *                                      STS_ENDPOINT, DEFAULT_REGION, INVALID_ROLE_POLICY)
  *
  * The objects:
  * - MutatingAdmissionPolicy `irsa-webhook` + binding: `paramKind` ServiceAccount, `paramRef.selector: {}` with no
@@ -21,7 +25,8 @@
  * proves it equal to the webhook's, pod for pod, on a real kube-apiserver. What CEL does differently is listed in
  * docs/policy.md ("What differs").
  *
- * Exit codes: 0 written (or up to date with --check); 1 out of date (--check) or writing failed; 2 bad command line.
+ * Exit codes: 0 written (or up to date with --check); 1 out of date (--check) or writing failed; 2 bad command line
+ * or an invalid setting (the webhook's own config error, naming the variable).
  * @module
  */
 import { readFileSync, writeFileSync } from 'node:fs'
@@ -267,7 +272,10 @@ function sharedVariables(settings: ReviewSettings): { name: string; expression: 
   return [
     { name: 'annotations', expression: 'params.metadata.?annotations.orValue({})' },
     { name: 'hasRole', expression: hasAnnotation(ANNOTATIONS.role) },
-    { name: 'role', expression: `variables.annotations[?${A(ANNOTATIONS.role)}].orValue("")` },
+    {
+      name: 'role',
+      expression: `string(variables.annotations[?${A(ANNOTATIONS.role)}].orValue(""))`,
+    },
     {
       name: 'roleValid',
       expression: `${celMatches('variables.role', UUID)} || ${celMatches('variables.role', ROLE_ARN)}`,
@@ -278,7 +286,7 @@ function sharedVariables(settings: ReviewSettings): { name: string; expression: 
     },
     {
       name: 'audience',
-      expression: `${hasAnnotation(ANNOTATIONS.audience)} && variables.audienceValid ? ${annotation(ANNOTATIONS.audience)} : ${lit(settings.audience)}`,
+      expression: `${hasAnnotation(ANNOTATIONS.audience)} && variables.audienceValid ? string(${annotation(ANNOTATIONS.audience)}) : ${lit(settings.audience)}`,
     },
     {
       // "": absent; "seconds": whole seconds; "bad": not whole seconds (the webhook's SECONDS test on the trimmed value)
@@ -299,7 +307,7 @@ function sharedVariables(settings: ReviewSettings): { name: string; expression: 
     },
     {
       name: 'stsEndpoint',
-      expression: `${hasAnnotation(ANNOTATIONS.stsEndpoint)} && variables.stsEndpointValid ? ${annotation(ANNOTATIONS.stsEndpoint)} : ${lit(settings.stsEndpoint)}`,
+      expression: `${hasAnnotation(ANNOTATIONS.stsEndpoint)} && variables.stsEndpointValid ? string(${annotation(ANNOTATIONS.stsEndpoint)}) : ${lit(settings.stsEndpoint)}`,
     },
     {
       name: 'regionValid',
@@ -308,7 +316,7 @@ function sharedVariables(settings: ReviewSettings): { name: string; expression: 
     {
       // "" when there is no region to inject
       name: 'region',
-      expression: `${hasAnnotation(ANNOTATIONS.region)} && variables.regionValid ? ${annotation(ANNOTATIONS.region)} : ${lit(settings.region ?? '')}`,
+      expression: `${hasAnnotation(ANNOTATIONS.region)} && variables.regionValid ? string(${annotation(ANNOTATIONS.region)}) : ${lit(settings.region ?? '')}`,
     },
     {
       name: 'skip',
@@ -347,7 +355,7 @@ function wantedEnv(): string {
   const names = 'c.?env.orValue([]).map(e, e.name)'
   const env = (name: string, value: string) => `{"name": ${lit(name)}, "value": ${value}}`
   return (
-    `([${env(ENV.roleArn, 'variables.role')}, ${env(ENV.tokenFile, `(${tokenFile})`)}, ` +
+    `([${env(ENV.roleArn, 'variables.role')}, ${env(ENV.tokenFile, `string(${tokenFile})`)}, ` +
     `${env(ENV.regionalEndpoints, lit(DEFAULTS.regionalEndpoints))}, ${env(ENV.stsEndpoint, 'variables.stsEndpoint')}] + ` +
     `(variables.region != "" && !(${lit(ENV.region)} in ${names}) && !(${lit(ENV.defaultRegion)} in ${names}) ? ` +
     `[${env(ENV.region, 'variables.region')}, ${env(ENV.defaultRegion, 'variables.region')}] : []))` +
@@ -674,19 +682,49 @@ export function renderPolicyYaml(objects: readonly Doc[] = policyObjects()): str
   return `${HEADER}${body}`
 }
 
+const SETTINGS_ENV = [
+  'TOKEN_AUDIENCE',
+  'TOKEN_EXPIRATION_SECONDS',
+  'STS_ENDPOINT',
+  'DEFAULT_REGION',
+  'INVALID_ROLE_POLICY',
+] as const
+
 function main(argv: readonly string[]): number {
   let check = false
+  let fromEnv = false
   try {
     const { values } = parseArgs({
       args: [...argv],
-      options: { check: { type: 'boolean', default: false } },
+      options: {
+        check: { type: 'boolean', default: false },
+        'from-env': { type: 'boolean', default: false },
+      },
     })
     check = values.check
+    fromEnv = values['from-env']
   } catch (error) {
     process.stderr.write(
-      `policy: ${(error as Error).message}\nusage: node scripts/policy.ts [--check]\n`,
+      `policy: ${(error as Error).message}\nusage: node scripts/policy.ts [--check | --from-env]\n`,
     )
     return 2
+  }
+  if (fromEnv) {
+    const env = Object.fromEntries(
+      SETTINGS_ENV.flatMap((name) => {
+        const value = process.env[name]
+        return value === undefined ? [] : [[name, value]]
+      }),
+    )
+    let settings: ReviewSettings
+    try {
+      settings = settingsFor(env)
+    } catch (error) {
+      process.stderr.write(`policy: invalid webhook config:\n${(error as Error).message}\n`)
+      return 2
+    }
+    process.stdout.write(renderPolicyYaml(policyObjects({ settings })))
+    return 0
   }
   const path = resolve(ROOT, POLICY_FILE)
   const text = renderPolicyYaml()
