@@ -25,7 +25,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { ANNOTATIONS, ENV, LABELS } from '../../function/names.ts'
+import { ANNOTATIONS, ENV } from '../../function/names.ts'
 import { POLICY_NAMES, policyObjects, settingsFor } from '../../scripts/policy.ts'
 import {
   type CaseOutcome,
@@ -34,10 +34,19 @@ import {
   normalise,
   storedPod,
 } from '../support/cluster-pods.ts'
+import {
+  asList,
+  namesOf,
+  POLICY_SCOPE_LABEL,
+  plainPod,
+  TEST_ROLE as ROLE,
+  scopedPolicy,
+  untilParamsSeen,
+} from '../support/cluster-policy.ts'
 import { type ClusterWebhook, startClusterWebhook } from '../support/cluster-webhook.ts'
-import { type ControlPlane, controlPlane, usable } from '../support/control-plane.ts'
+import { controlPlane, usable } from '../support/control-plane.ts'
 import { listFixtures, loadJson } from '../support/fixtures.ts'
-import { type Doc, get, parse, render } from '../support/manifests.ts'
+import { type Doc, parse, render } from '../support/manifests.ts'
 import { poll, ROOT } from '../support/process.ts'
 
 const cluster = await controlPlane()
@@ -50,66 +59,6 @@ interface FixtureCase {
   serviceAccount?: Json
   pod: Json
   env?: Record<string, string>
-}
-
-/** The namespace label a test's policy bindings select (the policy's twin of cluster-webhook.ts SCOPE_LABEL). */
-const POLICY_SCOPE_LABEL = 'irsa-test/policy'
-const ROLE = '775a6be6-45cd-4f19-94f5-6e4f96f093ec'
-const BINDINGS = ['MutatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBinding'] as const
-
-/** The shipped (or generated) policy objects scoped to namespaces labelled POLICY_SCOPE_LABEL=scope. */
-export function scopedPolicy(docs: readonly Doc[], scope: string): Doc[] {
-  return docs.map((doc) => {
-    const copy = structuredClone(doc) as Json
-    copy['metadata']['name'] = `${copy['metadata']['name']}-${scope}`
-    if ((BINDINGS as readonly string[]).includes(copy['kind'])) {
-      copy['spec']['policyName'] = `${copy['spec']['policyName']}-${scope}`
-      copy['spec']['matchResources'] = {
-        ...(copy['spec']['matchResources'] ?? {}),
-        namespaceSelector: { matchLabels: { [POLICY_SCOPE_LABEL]: scope } },
-      }
-    }
-    return copy
-  })
-}
-
-/** kubectl objects as a List, for `kubectl apply -f -`. */
-const asList = (items: readonly Doc[]) => JSON.stringify({ apiVersion: 'v1', kind: 'List', items })
-
-/** The names of the scoped objects, for deleting them. */
-const namesOf = (docs: readonly Doc[]) =>
-  docs.map((doc) => `${String(doc['kind']).toLowerCase()}/${String(get(doc, 'metadata.name'))}`)
-
-/**
- * Waits until the API server's ServiceAccount cache (which the policies read their parameters from) has every
- * ServiceAccount created so far in `namespace`: a later one with a role must show in a dry-run pod.
- */
-async function untilParamsSeen(cp: ControlPlane, namespace: string): Promise<void> {
-  const name = `sync-${Math.random().toString(36).slice(2, 8)}`
-  await cp.kubectlOk(['apply', '-f', '-'], {
-    input: JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'ServiceAccount',
-      metadata: { name, namespace, annotations: { [ANNOTATIONS.role]: ROLE } },
-    }),
-  })
-  const pod = {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace, labels: { [LABELS.optIn]: 'true' } },
-    spec: { serviceAccountName: name, containers: [{ name: 'app', image: 'busybox' }] },
-  }
-  await poll(
-    async () => {
-      const result = await cp.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], {
-        input: JSON.stringify(pod),
-      })
-      return result.code === 0 && result.stdout.includes(ENV.roleArn) ? true : undefined
-    },
-    `the policy to see ServiceAccount ${namespace}/${name}`,
-    30_000,
-  )
-  await cp.kubectlOk(['delete', 'serviceaccount', name, '-n', namespace])
 }
 
 /** The denial's own message: after the webhook's or the policy's prefix in kubectl's error line. */
@@ -231,12 +180,7 @@ describe('policy mode faults on a real kube-apiserver', { skip: cluster.skip }, 
       await cp.kubectlOk(['apply', '-f', '-'], { input: JSON.stringify(broken) })
       await untilParamsSeen(cp, namespace)
       const pod = (serviceAccountName: string) => ({
-        pod: {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: `pod-of-${serviceAccountName}` },
-          spec: { serviceAccountName, containers: [{ name: 'app', image: 'busybox' }] },
-        },
+        pod: plainPod(`pod-of-${serviceAccountName}`, serviceAccountName),
       })
       const unrelated = await createPod(cp, namespace, pod('default'))
       assert.equal(unrelated.code, 0, unrelated.stderr)
@@ -274,22 +218,9 @@ describe('policy mode faults on a real kube-apiserver', { skip: cluster.skip }, 
       })
       await poll(
         async () => {
-          const result = await createPod(
-            cp,
-            namespace,
-            {
-              pod: {
-                apiVersion: 'v1',
-                kind: 'Pod',
-                metadata: { name: 'with-role' },
-                spec: {
-                  serviceAccountName: 'app',
-                  containers: [{ name: 'app', image: 'busybox' }],
-                },
-              },
-            },
-            ['--dry-run=server'],
-          )
+          const result = await createPod(cp, namespace, { pod: plainPod('with-role', 'app') }, [
+            '--dry-run=server',
+          ])
           return result.code !== 0 ? result : undefined
         },
         'the erroring policy to reject a pod whose ServiceAccount has a role',
@@ -297,14 +228,7 @@ describe('policy mode faults on a real kube-apiserver', { skip: cluster.skip }, 
       ).then((rejected) => {
         assert.match(rejected.stderr, new RegExp(`${POLICY_NAMES.mutating}-${scope}`))
       })
-      const other = await createPod(cp, namespace, {
-        pod: {
-          apiVersion: 'v1',
-          kind: 'Pod',
-          metadata: { name: 'without-role' },
-          spec: { serviceAccountName: 'default', containers: [{ name: 'app', image: 'busybox' }] },
-        },
-      })
+      const other = await createPod(cp, namespace, { pod: plainPod('without-role', 'default') })
       assert.equal(other.code, 0, other.stderr)
     } finally {
       await cp.kubectl(['delete', '--ignore-not-found', ...namesOf(objects)])
@@ -344,14 +268,7 @@ describe('policy mode faults on a real kube-apiserver', { skip: cluster.skip }, 
           }),
         })
         await untilParamsSeen(cp, namespace)
-        const created = await createPod(cp, namespace, {
-          pod: {
-            apiVersion: 'v1',
-            kind: 'Pod',
-            metadata: { name: 'app' },
-            spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: 'busybox' }] },
-          },
-        })
+        const created = await createPod(cp, namespace, { pod: plainPod('app', 'app') })
         assert.equal(created.code, 0, created.stderr)
         const stored = await storedPod(cp, namespace, created.name)
         const env = stored['spec']['containers'][0]['env'] as { name: string; value: string }[]
