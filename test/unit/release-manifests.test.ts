@@ -65,7 +65,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
   })
   after(() => rmSync(out, { recursive: true, force: true }))
 
-  test('are written, six of them, and the step each one needs is printed at the end', () => {
+  test('are written, eight of them, and the step each one needs is printed at the end', () => {
     assert.equal(run.code, 0, run.stderr)
     assert.deepEqual(
       BUNDLES.map((b) => b.file),
@@ -76,6 +76,8 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
         'irsa-webhook-classic.yaml',
         'irsa-webhook-classic-cert-manager.yaml',
         'irsa-webhook-audit-cronjob.yaml',
+        'irsa-webhook-policy.yaml',
+        'irsa-webhook-policy-opt-in-label.yaml',
       ],
     )
     const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
@@ -93,6 +95,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     )
     assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+then nothing: cert-manager/)
     assert.match(steps, /irsa-webhook-audit-cronjob\.yaml\n\s+then nothing: an add-on/)
+    assert.match(steps, /irsa-webhook-policy\.yaml\n\s+then nothing: the API server applies/)
   })
 
   for (const { file, kustomization, components, componentsOnly, image } of BUNDLES) {
