@@ -154,4 +154,17 @@ describe('policy mode kustomize base (kubectl kustomize, offline)', { skip: noKu
       assert.deepEqual(get(doc, 'spec.matchConstraints.objectSelector'), webhook['objectSelector'])
     }
   })
+
+  test('the labelled-service-accounts component makes every binding select only labelled ServiceAccounts', () => {
+    const docs = renderWith(
+      'resources: [deploy/policy]\ncomponents: [deploy/components/policy-labelled-service-accounts]\n',
+    )
+    const bindings = docs.filter((d) => String(d['kind']).endsWith('AdmissionPolicyBinding'))
+    assert.equal(bindings.length, 3)
+    for (const binding of bindings)
+      assert.deepEqual(get(binding, 'spec.paramRef'), {
+        selector: { matchLabels: { [LABELS.optIn]: 'true' } },
+        parameterNotFoundAction: 'Allow',
+      })
+  })
 })
