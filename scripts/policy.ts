@@ -55,6 +55,7 @@ import {
   LABELS,
   MAX_EXPIRATION_SECONDS,
   MIN_EXPIRATION_SECONDS,
+  policyNames,
   TOKEN_VOLUME,
 } from '../function/names.ts'
 import { type ReviewSettings, reviewPod } from '../function/review-pod.ts'
@@ -65,11 +66,7 @@ const ROOT = resolve(import.meta.dirname, '..')
 export const POLICY_FILE = 'deploy/policy/policy.yaml'
 const WEBHOOK_FILE = 'deploy/base/webhook.yaml'
 
-export const POLICY_NAMES = {
-  mutating: 'irsa-webhook',
-  deny: 'irsa-webhook-deny',
-  warnings: 'irsa-webhook-warnings',
-} as const
+export const POLICY_NAMES = policyNames()
 /** The Warn policy has this many validations: warning k of the webhook's list is validation k's message; the last
  * one carries the rest, joined with "; " (a pod with more warnings than this gets them grouped, docs/policy.md). */
 export const WARNING_SLOTS = 8
@@ -548,12 +545,7 @@ function binding(kind: string, name: string, options: PolicyOptions, extra: Doc)
 /** Every object of policy mode, for these settings. */
 export function policyObjects(options: PolicyOptions = {}): Doc[] {
   const settings = options.settings ?? defaultSettings()
-  const prefix = options.namePrefix ?? ''
-  const names = {
-    mutating: `${prefix}${POLICY_NAMES.mutating}`,
-    deny: `${prefix}${POLICY_NAMES.deny}`,
-    warnings: `${prefix}${POLICY_NAMES.warnings}`,
-  }
+  const names = policyNames(`${options.namePrefix ?? ''}${POLICY_NAMES.mutating}`)
   const variables = sharedVariables(settings)
   const paramKind = { apiVersion: 'v1', kind: 'ServiceAccount' }
   const fault =

@@ -8,6 +8,8 @@
  *   none     a namespace no webhook and no policy serves (the API server's own cost, the floor)
  *   webhook  served by the webhook as it runs in production (test/support/cluster-webhook.ts; GET lookup mode)
  *   policy   served by the shipped policies (deploy/policy, bindings scoped to the namespace)
+ *   policy-labelled  the same with deploy/components/policy-labelled-service-accounts: the bindings select only
+ *            ServiceAccounts labelled api.vultr.com/irsa=true (here: the pod's own one only)
  * Two measures, interleaved per round (rotating order): `kubectl create --dry-run=server` wall time (what a user
  * waits; kubectl's own start-up included), and one dry-run POST over a kept-alive HTTPS connection (the server side
  * only). Medians and 90th percentiles over the rounds; every pod's answer is checked (mutated or not) before timing.
@@ -23,7 +25,7 @@ import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:https'
 import { parseArgs } from 'node:util'
 import { parse as parseYaml } from 'yaml'
-import { ANNOTATIONS, ENV } from '../../function/names.ts'
+import { ANNOTATIONS, ENV, LABELS } from '../../function/names.ts'
 import {
   asList,
   namesOf,
@@ -35,7 +37,7 @@ import {
 } from '../support/cluster-policy.ts'
 import { startClusterWebhook } from '../support/cluster-webhook.ts'
 import { type ControlPlane, controlPlane, usable } from '../support/control-plane.ts'
-import { render } from '../support/manifests.ts'
+import { render, renderWith } from '../support/manifests.ts'
 import { machineLines, median } from './report.ts'
 
 const { values } = parseArgs({
@@ -49,8 +51,8 @@ const ROUNDS = Number(values.rounds)
 const COUNTS = values.counts.split(',').map(Number)
 const RACE = Number(values.race)
 
-type Mode = 'none' | 'webhook' | 'policy'
-const MODES: readonly Mode[] = ['none', 'webhook', 'policy']
+type Mode = 'none' | 'webhook' | 'policy' | 'policy-labelled'
+const MODES: readonly Mode[] = ['none', 'webhook', 'policy', 'policy-labelled']
 
 /** The admin client of the kubeconfig, for raw HTTPS (keep-alive, one connection). */
 function adminClient(cp: ControlPlane) {
@@ -107,7 +109,13 @@ async function fillNamespace(cp: ControlPlane, namespace: string, count: number)
   const items = Array.from({ length: count }, (_, index) => ({
     apiVersion: 'v1',
     kind: 'ServiceAccount',
-    metadata: { name: `sa-${index}`, namespace, annotations: { [ANNOTATIONS.role]: TEST_ROLE } },
+    metadata: {
+      name: `sa-${index}`,
+      namespace,
+      annotations: { [ANNOTATIONS.role]: TEST_ROLE },
+      // The pod's own ServiceAccount (the last one) is labelled for the policy-labelled row.
+      ...(index === count - 1 ? { labels: { [LABELS.optIn]: 'true' } } : {}),
+    },
   }))
   for (let at = 0; at < items.length; at += 250)
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
@@ -119,13 +127,22 @@ async function main(): Promise<void> {
   const cp = usable(await controlPlane())
   const post = adminClient(cp)
   const scope = 'bench'
-  const policy = scopedPolicy(render('deploy/policy'), scope)
+  const policy = [
+    ...scopedPolicy(render('deploy/policy'), scope),
+    ...scopedPolicy(
+      renderWith(
+        'resources: [deploy/policy]\ncomponents: [deploy/components/policy-labelled-service-accounts]\n',
+      ),
+      `${scope}-labelled`,
+    ),
+  ]
   await cp.kubectlOk(['apply', '-f', '-'], { input: asList(policy) })
   const webhook = await startClusterWebhook(cp, { scope: 'bench-webhook' })
   const labels: Record<Mode, Record<string, string>> = {
     none: {},
     webhook: { ...webhook.namespaceLabels },
     policy: { [POLICY_SCOPE_LABEL]: scope },
+    'policy-labelled': { [POLICY_SCOPE_LABEL]: `${scope}-labelled` },
   }
   const rows: string[] = []
   try {
@@ -136,10 +153,17 @@ async function main(): Promise<void> {
         await fillNamespace(cp, namespaces[mode], count)
       }
       await untilParamsSeen(cp, namespaces.policy)
+      await untilParamsSeen(cp, namespaces['policy-labelled'])
       // The pod's own ServiceAccount is the last one created (the policy sees every one before it).
       const own = `sa-${count - 1}`
-      const kubectlMs: Record<Mode, number[]> = { none: [], webhook: [], policy: [] }
-      const httpMs: Record<Mode, number[]> = { none: [], webhook: [], policy: [] }
+      const kubectlMs = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<
+        Mode,
+        number[]
+      >
+      const httpMs = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<
+        Mode,
+        number[]
+      >
       for (const mode of MODES) {
         const answer = await post(
           'POST',

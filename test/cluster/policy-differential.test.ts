@@ -10,7 +10,7 @@
  * the namespace name replaced (the webhook's messages name the ServiceAccount as namespace/name).
  *
  * The shipped policies are changed the way cluster-webhook.ts `forTest` changes the shipped webhook configuration,
- * and nothing else: each object's name gets the test's suffix and each binding gets a namespaceSelector on
+ * and nothing else: each object's name gets the test's scope as a prefix and each binding gets a namespaceSelector on
  * `irsa-test/policy=<scope>`, so the policies of this file never touch another test's pods on the shared control
  * plane. A case with webhook config (`env`) runs against a webhook with that env and a policy generated from the
  * same env (scripts/policy.ts `settingsFor`).

@@ -19,15 +19,15 @@ const BINDINGS = ['MutatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBi
 
 /**
  * The shipped (or generated) policy objects with exactly two changes, as cluster-webhook.ts `forTest` changes the
- * shipped webhook configuration: every name gets `-<scope>`, and every binding selects only namespaces labelled
+ * shipped webhook configuration: every name gets the prefix `<scope>-` (so `policyNames('<scope>-irsa-webhook')` names them), and every binding selects only namespaces labelled
  * POLICY_SCOPE_LABEL=scope, so policies of different tests sharing one control plane never see each other's pods.
  */
 export function scopedPolicy(docs: readonly Doc[], scope: string): Doc[] {
   return docs.map((doc) => {
     const copy = structuredClone(doc) as Json
-    copy['metadata']['name'] = `${copy['metadata']['name']}-${scope}`
+    copy['metadata']['name'] = `${scope}-${copy['metadata']['name']}`
     if (BINDINGS.includes(copy['kind'])) {
-      copy['spec']['policyName'] = `${copy['spec']['policyName']}-${scope}`
+      copy['spec']['policyName'] = `${scope}-${copy['spec']['policyName']}`
       copy['spec']['matchResources'] = {
         ...(copy['spec']['matchResources'] ?? {}),
         namespaceSelector: { matchLabels: { [POLICY_SCOPE_LABEL]: scope } },
@@ -66,7 +66,13 @@ export async function untilParamsSeen(cp: ControlPlane, namespace: string): Prom
     input: JSON.stringify({
       apiVersion: 'v1',
       kind: 'ServiceAccount',
-      metadata: { name, namespace, annotations: { [ANNOTATIONS.role]: TEST_ROLE } },
+      // Labelled too, for the policy-labelled-service-accounts component.
+      metadata: {
+        name,
+        namespace,
+        labels: { [LABELS.optIn]: 'true' },
+        annotations: { [ANNOTATIONS.role]: TEST_ROLE },
+      },
     }),
   })
   const pod = plainPod(name, name, { [LABELS.optIn]: 'true' })
