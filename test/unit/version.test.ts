@@ -120,11 +120,21 @@ describe(`${VERSION_LABEL} on every object of every kustomization`, { skip: noKu
       'deploy/components/cert-manager',
       'deploy/components/opt-in-label',
       'deploy/components/path-token',
+      'deploy/components/policy-labelled-service-accounts',
     ])
   })
-  // Each component added to both trees (cert-manager: classic only), as a user adds it to either.
+  // Each component added to both trees (cert-manager: classic only; the policy ones: policy mode), as a user adds
+  // it to either.
+  const treesFor = (component: string) =>
+    component.endsWith('/cert-manager')
+      ? ['deploy']
+      : component.endsWith('/policy-labelled-service-accounts')
+        ? ['deploy/policy']
+        : component.endsWith('/opt-in-label')
+          ? ['deploy', 'knative', 'deploy/policy']
+          : ['deploy', 'knative']
   for (const component of components) {
-    for (const tree of component.endsWith('/cert-manager') ? ['deploy'] : ['deploy', 'knative']) {
+    for (const tree of treesFor(component)) {
       test(`${tree} + ${component}`, () => {
         const docs = renderWith(`resources: [${tree}]\ncomponents: [${component}]\n`, {
           // path-token needs its token file (docs/deploy.md).
