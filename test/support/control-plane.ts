@@ -326,6 +326,7 @@ function tail(path: string, lines = 25): string {
 export async function startControlPlane(
   binaries: ControlPlaneBinaries,
   log: (line: string) => void = () => {},
+  readyTimeoutMs = READY_MS,
 ): Promise<RunningControlPlane> {
   const reaped = reapStaleRuns()
   if (reaped > 0) log(`removed ${reaped} control plane run(s) left behind by killed runs`)
@@ -433,7 +434,7 @@ export async function startControlPlane(
         return status === 200 ? true : undefined
       },
       'kube-apiserver /readyz',
-      READY_MS,
+      readyTimeoutMs,
     )
     const kcmPort = await freePort()
     launch('kube-controller-manager', binaries.path('kube-controller-manager'), [
@@ -462,7 +463,7 @@ export async function startControlPlane(
         return status === 200 ? true : undefined
       },
       'kube-controller-manager to create the default ServiceAccount',
-      READY_MS,
+      readyTimeoutMs,
     )
     const { stdout } = await execFileAsync(binaries.path('kube-apiserver'), ['--version'])
     const version = stdout.trim().replace(/^Kubernetes\s+/, '')
