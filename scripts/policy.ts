@@ -21,7 +21,7 @@
  * (`reviewSettings(loadConfig(env))`); the patterns from function/identity.ts; every message and warning text is
  * produced by running the webhook's own decision code (`readIdentity`, `planPodMutation`, `reviewPod`) on marker
  * values and cutting the result at the markers, so a changed message in the webhook changes the policy. The logic
- * (which env var, mount or volume is added when) is restated in CEL; test/integration/policy-differential.test.ts
+ * (which env var, mount or volume is added when) is restated in CEL; test/cluster/policy-differential.test.ts
  * proves it equal to the webhook's, pod for pod, on a real kube-apiserver. What CEL does differently is listed in
  * docs/policy.md ("What differs").
  *

@@ -123,6 +123,89 @@ async function fillNamespace(cp: ControlPlane, namespace: string, count: number)
     })
 }
 
+type Post = ReturnType<typeof adminClient>
+type Labels = Record<Mode, Record<string, string>>
+const byMode = () =>
+  Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<Mode, number[]>
+
+/** Fresh namespaces with `count` ServiceAccounts each; checks each mode's answer once. */
+async function prepare(cp: ControlPlane, post: Post, labels: Labels, count: number) {
+  const namespaces = {} as Record<Mode, string>
+  for (const mode of MODES) {
+    namespaces[mode] = await cp.namespace(`bench-${mode}-${count}`, labels[mode])
+    await fillNamespace(cp, namespaces[mode], count)
+  }
+  await untilParamsSeen(cp, namespaces.policy)
+  await untilParamsSeen(cp, namespaces['policy-labelled'])
+  // The pod's own ServiceAccount is the last one created (the policy sees every one before it).
+  const own = `sa-${count - 1}`
+  for (const mode of MODES) {
+    const path = `/api/v1/namespaces/${namespaces[mode]}/pods?dryRun=All`
+    const answer = await post('POST', path, plainPod('check', own))
+    const mutated = answer.text.includes(ENV.roleArn)
+    if (answer.status !== 201 || mutated !== (mode !== 'none'))
+      throw new Error(`${mode} with ${count}: HTTP ${answer.status}, mutated ${mutated}`)
+  }
+  return { namespaces, own }
+}
+
+/** One round: each mode once (kubectl, then HTTPS), in a rotating order. */
+async function round(
+  cp: ControlPlane,
+  post: Post,
+  at: number,
+  setup: Awaited<ReturnType<typeof prepare>>,
+  kubectlMs: Record<Mode, number[]>,
+  httpMs: Record<Mode, number[]>,
+): Promise<void> {
+  for (const mode of MODES.map((_, i) => MODES[(i + at) % MODES.length] as Mode)) {
+    const namespace = setup.namespaces[mode]
+    const pod = { ...plainPod(`p-${at}`, setup.own), metadata: { name: `p-${at}`, namespace } }
+    let started = performance.now()
+    const result = await cp.kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], {
+      input: JSON.stringify(pod),
+    })
+    kubectlMs[mode].push(performance.now() - started)
+    if (result.code !== 0) throw new Error(result.stderr)
+    started = performance.now()
+    const answer = await post('POST', `/api/v1/namespaces/${namespace}/pods?dryRun=All`, pod)
+    httpMs[mode].push(performance.now() - started)
+    if (answer.status !== 201) throw new Error(answer.text)
+  }
+}
+
+/** The table rows for `count` ServiceAccounts per namespace. */
+async function measure(cp: ControlPlane, post: Post, labels: Labels, count: number) {
+  const setup = await prepare(cp, post, labels, count)
+  const kubectlMs = byMode()
+  const httpMs = byMode()
+  for (let at = 0; at < ROUNDS; at++) await round(cp, post, at, setup, kubectlMs, httpMs)
+  for (const mode of MODES)
+    await cp.kubectl(['delete', 'namespace', setup.namespaces[mode], '--wait=false'])
+  process.stderr.write(`bench:policy: ${count} ServiceAccounts done\n`)
+  return MODES.map(
+    (mode) =>
+      `| ${count} | ${mode} | ${median(kubectlMs[mode]).toFixed(1)} | ${percentile(kubectlMs[mode], 0.9).toFixed(1)} | ${median(httpMs[mode]).toFixed(2)} | ${percentile(httpMs[mode], 0.9).toFixed(2)} |`,
+  )
+}
+
+/** The race: a ServiceAccount, then at once a pod of it; returns how many pods missed the identity. */
+async function race(cp: ControlPlane, post: Post, labels: Labels): Promise<number> {
+  const namespace = await cp.namespace('bench-race', labels.policy)
+  let missed = 0
+  for (let i = 0; i < RACE; i++) {
+    const sa = await post('POST', `/api/v1/namespaces/${namespace}/serviceaccounts`, {
+      metadata: { name: `race-${i}`, annotations: { [ANNOTATIONS.role]: TEST_ROLE } },
+    })
+    if (sa.status !== 201) throw new Error(sa.text)
+    const path = `/api/v1/namespaces/${namespace}/pods?dryRun=All`
+    const pod = await post('POST', path, plainPod(`race-${i}`, `race-${i}`))
+    if (pod.status !== 201) throw new Error(pod.text)
+    if (!pod.text.includes(ENV.roleArn)) missed++
+  }
+  return missed
+}
+
 async function main(): Promise<void> {
   const cp = usable(await controlPlane())
   const post = adminClient(cp)
@@ -138,92 +221,16 @@ async function main(): Promise<void> {
   ]
   await cp.kubectlOk(['apply', '-f', '-'], { input: asList(policy) })
   const webhook = await startClusterWebhook(cp, { scope: 'bench-webhook' })
-  const labels: Record<Mode, Record<string, string>> = {
+  const labels: Labels = {
     none: {},
     webhook: { ...webhook.namespaceLabels },
     policy: { [POLICY_SCOPE_LABEL]: scope },
     'policy-labelled': { [POLICY_SCOPE_LABEL]: `${scope}-labelled` },
   }
-  const rows: string[] = []
   try {
-    for (const count of COUNTS) {
-      const namespaces = {} as Record<Mode, string>
-      for (const mode of MODES) {
-        namespaces[mode] = await cp.namespace(`bench-${mode}-${count}`, labels[mode])
-        await fillNamespace(cp, namespaces[mode], count)
-      }
-      await untilParamsSeen(cp, namespaces.policy)
-      await untilParamsSeen(cp, namespaces['policy-labelled'])
-      // The pod's own ServiceAccount is the last one created (the policy sees every one before it).
-      const own = `sa-${count - 1}`
-      const kubectlMs = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<
-        Mode,
-        number[]
-      >
-      const httpMs = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<
-        Mode,
-        number[]
-      >
-      for (const mode of MODES) {
-        const answer = await post(
-          'POST',
-          `/api/v1/namespaces/${namespaces[mode]}/pods?dryRun=All`,
-          plainPod('check', own),
-        )
-        const mutated = answer.text.includes(ENV.roleArn)
-        if (answer.status !== 201 || mutated !== (mode !== 'none'))
-          throw new Error(`${mode} with ${count}: HTTP ${answer.status}, mutated ${mutated}`)
-      }
-      for (let round = 0; round < ROUNDS; round++) {
-        const order = MODES.map((_, i) => MODES[(i + round) % MODES.length] as Mode)
-        for (const mode of order) {
-          const pod = {
-            ...plainPod(`p-${round}`, own),
-            metadata: { name: `p-${round}`, namespace: namespaces[mode] },
-          }
-          let started = performance.now()
-          const result = await cp.kubectl(['create', '--dry-run=server', '-o', 'name', '-f', '-'], {
-            input: JSON.stringify(pod),
-          })
-          kubectlMs[mode].push(performance.now() - started)
-          if (result.code !== 0) throw new Error(result.stderr)
-          started = performance.now()
-          const answer = await post(
-            'POST',
-            `/api/v1/namespaces/${namespaces[mode]}/pods?dryRun=All`,
-            pod,
-          )
-          httpMs[mode].push(performance.now() - started)
-          if (answer.status !== 201) throw new Error(answer.text)
-        }
-      }
-      for (const mode of MODES) {
-        rows.push(
-          `| ${count} | ${mode} | ${median(kubectlMs[mode]).toFixed(1)} | ${percentile(kubectlMs[mode], 0.9).toFixed(1)} | ${median(httpMs[mode]).toFixed(2)} | ${percentile(httpMs[mode], 0.9).toFixed(2)} |`,
-        )
-      }
-      process.stderr.write(`bench:policy: ${count} ServiceAccounts done\n`)
-      for (const mode of MODES)
-        await cp.kubectl(['delete', 'namespace', namespaces[mode], '--wait=false'])
-    }
-
-    // The race: ServiceAccount, then at once a pod of it, in a namespace the policy serves.
-    const raceNs = await cp.namespace('bench-race', labels.policy)
-    let missed = 0
-    for (let i = 0; i < RACE; i++) {
-      const sa = await post('POST', `/api/v1/namespaces/${raceNs}/serviceaccounts`, {
-        metadata: { name: `race-${i}`, annotations: { [ANNOTATIONS.role]: TEST_ROLE } },
-      })
-      if (sa.status !== 201) throw new Error(sa.text)
-      const pod = await post(
-        'POST',
-        `/api/v1/namespaces/${raceNs}/pods?dryRun=All`,
-        plainPod(`race-${i}`, `race-${i}`),
-      )
-      if (pod.status !== 201) throw new Error(pod.text)
-      if (!pod.text.includes(ENV.roleArn)) missed++
-    }
-
+    const rows: string[] = []
+    for (const count of COUNTS) rows.push(...(await measure(cp, post, labels, count)))
+    const missed = await race(cp, post, labels)
     const out = [
       `npm run bench:policy -- --rounds ${ROUNDS} --counts ${COUNTS.join(',')} --race ${RACE}`,
       `kube-apiserver ${cp.version}, ${ROUNDS} rounds, milliseconds per pod (dry-run create):`,
