@@ -11,6 +11,8 @@
  *   irsa-webhook-classic.yaml                   deploy/                       2 HTTPS replicas, failurePolicy Fail
  *   irsa-webhook-classic-cert-manager.yaml      deploy/overlays/cert-manager  the same, certificates by cert-manager
  *   irsa-webhook-audit-cronjob.yaml             the heal CronJob alone, an add-on to any of the others
+ *   irsa-webhook-policy.yaml                    deploy/policy                 no webhook: admission policies, k8s >= 1.36
+ *   irsa-webhook-policy-opt-in-label.yaml       deploy/policy + opt-in-label  the same, labelled Pods only
  *
  * and prints the step each one still needs: none. The knative and classic bundles carry the certificate Job and its
  * renew CronJob (deploy/components/certs, `irsa-webhook certs --job`); cert-manager makes it in the cert-manager
@@ -57,12 +59,15 @@ interface Bundle {
   /** Only the objects of these components (an add-on bundle); the kustomization just places them. */
   readonly componentsOnly: boolean
   readonly summary: string
+  /** False for policy mode: no workload, so no image to pin (docs/policy.md). */
+  readonly image?: false
   /** What is left to do after `kubectl apply -f`. */
   readonly afterApply: string
 }
 
 const AUDIT_CRONJOB = 'deploy/components/audit-cronjob'
 const OPT_IN_LABEL = 'deploy/components/opt-in-label'
+const NO_STEP_POLICY = 'nothing: the API server applies the policies itself (docs/policy.md)'
 const NO_STEP_CERT_MANAGER = 'nothing: cert-manager issues the certificate and injects caBundle'
 const NO_STEP_CERTS =
   'nothing: the Job irsa-webhook-certs makes the certificate and caBundle, the CronJob irsa-webhook-certs-renew renews it'
@@ -119,6 +124,25 @@ export const BUNDLES: readonly Bundle[] = [
       'the heal CronJob alone (irsa-webhook audit --heal --events --job every 5 minutes, its own ServiceAccount and ClusterRole)',
     afterApply:
       'nothing: an add-on, applied after one of the other bundles (irsa-webhook-knative.yaml already has it)',
+  },
+  {
+    file: 'irsa-webhook-policy.yaml',
+    kustomization: 'deploy/policy',
+    components: [],
+    componentsOnly: false,
+    image: false,
+    summary:
+      'policy mode, Kubernetes >= 1.36: MutatingAdmissionPolicy + ValidatingAdmissionPolicies, no webhook process',
+    afterApply: NO_STEP_POLICY,
+  },
+  {
+    file: 'irsa-webhook-policy-opt-in-label.yaml',
+    kustomization: 'deploy/policy',
+    components: [OPT_IN_LABEL],
+    componentsOnly: false,
+    image: false,
+    summary: 'policy mode, Kubernetes >= 1.36, only Pods labelled api.vultr.com/irsa: "true"',
+    afterApply: NO_STEP_POLICY,
   },
 ]
 
@@ -213,7 +237,7 @@ function renderBundle(bundle: Bundle, image: PinnedImage): string {
   const from = [`${bundle.kustomization}/`, ...bundle.components].join(' + ')
   return [
     `# irsa-webhook ${VERSION}: ${bundle.summary}.`,
-    `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; image ${image.ref}.`,
+    `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; ${bundle.image === false ? 'no image (nothing runs)' : `image ${image.ref}`}.`,
     `# Install: kubectl apply -f ${bundle.file}`,
     `# Then: ${bundle.afterApply}`,
     yaml,

@@ -67,7 +67,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
   })
   after(() => rmSync(out, { recursive: true, force: true }))
 
-  test('are written, six of them, and the step each one needs is printed at the end', () => {
+  test('are written, eight of them, and the step each one needs is printed at the end', () => {
     assert.equal(run.code, 0, run.stderr)
     assert.deepEqual(
       BUNDLES.map((b) => b.file),
@@ -78,6 +78,8 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
         'irsa-webhook-classic.yaml',
         'irsa-webhook-classic-cert-manager.yaml',
         'irsa-webhook-audit-cronjob.yaml',
+        'irsa-webhook-policy.yaml',
+        'irsa-webhook-policy-opt-in-label.yaml',
       ],
     )
     const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
@@ -95,17 +97,20 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
       )
     assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+then nothing: cert-manager/)
     assert.match(steps, /irsa-webhook-audit-cronjob\.yaml\n\s+then nothing: an add-on/)
+    assert.match(steps, /irsa-webhook-policy\.yaml\n\s+then nothing: the API server applies/)
   })
 
-  for (const { file, kustomization, components, componentsOnly } of BUNDLES) {
+  for (const { file, kustomization, components, componentsOnly, image } of BUNDLES) {
     const from = [kustomization, ...components].join(' + ')
-    test(`${file} is ${from}${componentsOnly ? ' (its components only)' : ''} with the image pinned by digest and the version label`, () => {
+    const pinned = image === false ? 'no image (policy mode)' : 'the image pinned by digest'
+    test(`${file} is ${from}${componentsOnly ? ' (its components only)' : ''} with ${pinned} and the version label`, () => {
       const text = bundle(file)
       assert.match(text, new RegExp(`^# irsa-webhook ${version.replaceAll('.', '\\.')}: `))
       const docs = parse(text)
       const images = containersOf(docs).map((c) => c['image'])
-      assert.ok(images.length > 0)
-      assert.deepEqual(new Set(images), new Set([IMAGE]))
+      if (image === false) assert.deepEqual(images, [])
+      else assert.deepEqual(new Set(images), new Set([IMAGE]))
+      if (image !== false) assert.ok(images.length > 0)
       for (const doc of docs) {
         assert.equal(
           (get(doc, 'metadata.labels') as Record<string, string>)['app.kubernetes.io/version'],
@@ -180,7 +185,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const line: string = /^IMAGE=\$\(grep .*\)$/m.exec(readme)?.[0] ?? ''
     assert.ok(line, 'README has the IMAGE=$(grep …) line')
-    for (const { file } of BUNDLES) {
+    for (const { file } of BUNDLES.filter((b) => b.image !== false)) {
       const script = `${line.replace('irsa-webhook-knative.yaml', file)}; echo "$IMAGE"`
       const found = spawnSync('bash', ['-c', script], {
         cwd: out,
