@@ -12,7 +12,9 @@
  *   irsa-webhook-classic-cert-manager.yaml      deploy/overlays/cert-manager  the same, certificates by cert-manager
  *   irsa-webhook-audit-cronjob.yaml             the heal CronJob alone, an add-on to any of the others
  *
- * and prints the step each one still needs (generate-certs.sh; none with cert-manager, none for the add-on).
+ * and prints the step each one still needs: none. The knative and classic bundles carry the certificate Job and its
+ * renew CronJob (deploy/components/certs, `irsa-webhook certs --job`); cert-manager makes it in the cert-manager
+ * bundle; the add-on needs one of the others.
  * The knative bundle is issue 10's default profile for scale-to-zero: failurePolicy Ignore lets a Pod through
  * unmutated when a cold start outlasts the webhook timeout, so the heal CronJob (deploy/components/audit-cronjob)
  * comes with it. The other bundles refuse such Pods (Fail), and take the CronJob as the add-on if wanted.
@@ -62,6 +64,8 @@ interface Bundle {
 const AUDIT_CRONJOB = 'deploy/components/audit-cronjob'
 const OPT_IN_LABEL = 'deploy/components/opt-in-label'
 const NO_STEP_CERT_MANAGER = 'nothing: cert-manager issues the certificate and injects caBundle'
+const NO_STEP_CERTS =
+  'nothing: the Job irsa-webhook-certs makes the certificate and caBundle, the CronJob irsa-webhook-certs-renew renews it'
 
 export const BUNDLES: readonly Bundle[] = [
   {
@@ -71,7 +75,7 @@ export const BUNDLES: readonly Bundle[] = [
     componentsOnly: false,
     summary:
       'Knative (Kourier YAML install), scale-to-zero, failurePolicy Ignore, with the heal CronJob',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-knative-production.yaml',
@@ -79,7 +83,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [],
     componentsOnly: false,
     summary: 'Knative (Kourier YAML install), min-scale 1, failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-knative-opt-in-label.yaml',
@@ -88,7 +92,7 @@ export const BUNDLES: readonly Bundle[] = [
     componentsOnly: false,
     summary:
       'Knative (Kourier YAML install), scale-to-zero, only Pods labelled api.vultr.com/irsa: "true", failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-classic.yaml',
@@ -96,7 +100,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [],
     componentsOnly: false,
     summary: 'classic Deployment, 2 HTTPS replicas, failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode classic',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-classic-cert-manager.yaml',
@@ -112,7 +116,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [AUDIT_CRONJOB],
     componentsOnly: true,
     summary:
-      'the heal CronJob alone (irsa-webhook audit --heal --events every 5 minutes, its own ServiceAccount and ClusterRole)',
+      'the heal CronJob alone (irsa-webhook audit --heal --events --job every 5 minutes, its own ServiceAccount and ClusterRole)',
     afterApply:
       'nothing: an add-on, applied after one of the other bundles (irsa-webhook-knative.yaml already has it)',
   },
@@ -295,9 +299,9 @@ function main(argv: string[]): number {
   out.write(
     [
       '',
-      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
+      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle (the last is an add-on to any other):`,
       ...BUNDLES.map((b) => `  kubectl apply -f ${b.file}\n      then ${b.afterApply}`),
-      'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
+      'generate-certs.sh (a release asset too; bash, openssl, kubectl) makes the certificate outside the cluster instead of the Job (docs/deploy.md, docs/knative.md).',
       '',
     ].join('\n'),
   )

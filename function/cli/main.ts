@@ -2,6 +2,7 @@
  * Command dispatch for `irsa-webhook <command>`: help, usage errors (exit 2) and unexpected failures (exit 1).
  * @module
  */
+import { runCerts } from '../../cli/certs/certs.ts'
 import { VERSION } from '../version.ts'
 import { runAudit } from './audit.ts'
 import { runDoctor } from './doctor.ts'
@@ -24,6 +25,10 @@ const COMMANDS: Readonly<Record<string, { run: Command; summary: string }>> = {
   audit: {
     run: runAudit,
     summary: 'list pods admitted without their identity; --heal evicts them (exit 1: some found)',
+  },
+  certs: {
+    run: runCerts,
+    summary: "make or renew the webhook's CA, serving certificate and caBundle in the cluster",
   },
 }
 

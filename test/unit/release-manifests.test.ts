@@ -10,10 +10,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
+import { SECRET_NAMES } from '../../cli/certs/certs.ts'
 import { BUNDLES } from '../../scripts/release-manifests.ts'
 import {
   type Container,
   checkAudit,
+  checkCerts,
   checkClassic,
   checkKnative,
   type Doc,
@@ -79,18 +81,18 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
       ],
     )
     const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
-    assert.match(
-      steps,
-      /irsa-webhook-knative\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
-    )
-    assert.match(
-      steps,
-      /irsa-webhook-knative-opt-in-label\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
-    )
-    assert.match(
-      steps,
-      /irsa-webhook-classic\.yaml\n\s+then \.\/generate-certs\.sh --mode classic\n/,
-    )
+    for (const file of [
+      'irsa-webhook-knative',
+      'irsa-webhook-knative-production',
+      'irsa-webhook-knative-opt-in-label',
+      'irsa-webhook-classic',
+    ])
+      assert.match(
+        steps,
+        new RegExp(
+          `${file}\\.yaml\\n\\s+then nothing: the Job irsa-webhook-certs makes the certificate`,
+        ),
+      )
     assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+then nothing: cert-manager/)
     assert.match(steps, /irsa-webhook-audit-cronjob\.yaml\n\s+then nothing: an add-on/)
   })
@@ -134,6 +136,20 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     const certManager = parse(bundle('irsa-webhook-classic-cert-manager.yaml'))
     checkClassic(certManager)
     one(certManager, 'Certificate', 'irsa-webhook')
+    // Every bundle that needs a certificate makes it in the cluster; the cert-manager one does not.
+    for (const docs of [
+      knative,
+      classic,
+      ...['production', 'opt-in-label'].map((p) => parse(bundle(`irsa-webhook-knative-${p}.yaml`))),
+    ])
+      checkCerts(docs, {
+        ca: SECRET_NAMES.ca,
+        serving: [SECRET_NAMES.classic, SECRET_NAMES.knative],
+      })
+    assert.equal(
+      certManager.some((doc) => doc['kind'] === 'Job'),
+      false,
+    )
   })
 
   test('the audit-cronjob add-on completes any other bundle, and is what the knative bundle already has', () => {
@@ -186,9 +202,10 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
       ])
       assert.equal(result.code, 0, result.stderr)
       const docs = parse(readFileSync(join(tagged, 'irsa-webhook-classic.yaml'), 'utf8'))
+      // The webhook, the certificate Job and the renew CronJob.
       assert.deepEqual(
         containersOf(docs).map((c) => c['image']),
-        ['registry.example.org:5000/team/irsa-webhook:0.1.0'],
+        Array(3).fill('registry.example.org:5000/team/irsa-webhook:0.1.0'),
       )
       const knative = parse(readFileSync(join(tagged, 'irsa-webhook-knative.yaml'), 'utf8'))
       assert.deepEqual(
