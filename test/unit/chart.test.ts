@@ -6,9 +6,11 @@
  * One source of truth: the kustomize trees are the source; the chart is written by hand and this test holds it to
  * them. With the values that describe a release bundle (none for irsa-webhook-knative.yaml, mode=classic for
  * irsa-webhook-classic.yaml, ...) the chart renders the objects of that bundle from `npm run release:manifests`
- * (scripts/release-manifests.ts), object by object, with the same image reference on both sides. Two differences
+ * (scripts/release-manifests.ts), object by object, with the same image reference on both sides. Three differences
  * are allowed and only these: the chart leaves out the Namespace (`helm install --create-namespace` makes the
- * release namespace; Helm cannot own it), and its objects carry Helm's metadata labels (HELM_LABELS).
+ * release namespace; Helm cannot own it), its objects carry Helm's metadata labels (HELM_LABELS), and the
+ * certificate Job's name ends with a hash of its pod template (so an upgrade that changes the template makes a new
+ * Job instead of failing on an immutable one).
  */
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -21,6 +23,7 @@ import { BUNDLES } from '../../scripts/release-manifests.ts'
 import { helmOrSkip, helmVersion, runHelm } from '../support/helm.ts'
 import {
   checkAudit,
+  checkCerts,
   checkClassic,
   checkKnative,
   type Doc,
@@ -88,9 +91,20 @@ const key = (doc: Doc) =>
     get(doc, 'metadata.name'),
   ].join(' ')
 
-/** A chart object without Helm's metadata labels (HELM_LABELS): what a bundle has. */
-function withoutHelmLabels(doc: Doc): Doc {
+/** The certificate Job's name in the chart: the bundle's, plus a hash of its pod template (templates/certs.yaml). */
+const CERTS_JOB = /^irsa-webhook-certs-[0-9a-f]{8}$/
+
+/**
+ * A chart object as the bundle has it: without Helm's metadata labels (HELM_LABELS), and for the certificate Job,
+ * without the hash suffix of its name.
+ */
+function asInBundle(doc: Doc): Doc {
   const copy = structuredClone(doc)
+  if (copy['kind'] === 'Job') {
+    const metadata = copy['metadata'] as Record<string, unknown>
+    assert.match(String(metadata['name']), CERTS_JOB)
+    metadata['name'] = 'irsa-webhook-certs'
+  }
   const labels = get(copy, 'metadata.labels') as Record<string, string>
   for (const label of HELM_LABELS) {
     assert.ok(label in labels, `${key(doc)} has ${label}`)
@@ -217,20 +231,22 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
 
     for (const [file, values] of pairs) {
       test(`${values.length ? values.join('=').replaceAll(/=(?=[a-z])/gi, ' ') : 'default values'} = ${file} (less its Namespace)`, () => {
-        const chart = render(values)
+        const chart = render(values).map(asInBundle)
         const expected = bundle(file)
         const namespace = one(expected, 'Namespace', NAMESPACE)
         const fromBundle = expected.filter((doc) => doc !== namespace)
         assert.deepEqual(chart.map(key).sort(), fromBundle.map(key).sort(), 'the same objects')
-        for (const doc of chart) {
-          const twin = fromBundle.find((d) => key(d) === key(doc))
-          assert.deepEqual(withoutHelmLabels(doc), twin, key(doc))
-        }
+        for (const doc of chart)
+          assert.deepEqual(
+            doc,
+            fromBundle.find((d) => key(d) === key(doc)),
+            key(doc),
+          )
       })
     }
 
     test('mode=classic auditCronJob.enabled=true = irsa-webhook-classic.yaml + the irsa-webhook-audit-cronjob.yaml add-on', () => {
-      const chart = render(['mode', 'classic', 'auditCronJob.enabled', true]).map(withoutHelmLabels)
+      const chart = render(['mode', 'classic', 'auditCronJob.enabled', true]).map(asInBundle)
       const expected = [
         ...bundle('irsa-webhook-classic.yaml').filter((doc) => doc['kind'] !== 'Namespace'),
         ...bundle('irsa-webhook-audit-cronjob.yaml'),
@@ -370,7 +386,10 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
       const warm = render(['knative.minScale', 2, 'knative.maxScale', 5])
       assert.deepEqual([scale(warm, 'min-scale'), scale(warm, 'max-scale')], ['2', '5'])
       assert.equal(get(webhookOf(warm), 'failurePolicy'), 'Fail')
-      assert.equal(warm.filter((doc) => doc['kind'] === 'CronJob').length, 0)
+      assert.equal(
+        warm.filter((doc) => get(doc, 'metadata.name') === 'irsa-webhook-audit').length,
+        0,
+      )
       const healed = render([
         'knative.minScale',
         1,
@@ -385,7 +404,10 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
       )
       const cold = render(['auditCronJob.enabled', false])
       assert.equal(get(webhookOf(cold), 'failurePolicy'), 'Ignore')
-      assert.equal(cold.filter((doc) => doc['kind'] === 'CronJob').length, 0)
+      assert.equal(
+        cold.filter((doc) => get(doc, 'metadata.name') === 'irsa-webhook-audit').length,
+        0,
+      )
     })
 
     test('knative: the gateway namespace (Knative Operator installs) moves the alias, the host and the exclusion', () => {
@@ -410,6 +432,8 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
         '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
       ).toString('base64')
       const values = [
+        'certificates.source',
+        'existing',
         'certificates.existing.secretName',
         'my-tls',
         'certificates.existing.caBundle',
@@ -442,6 +466,94 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
         `${NAMESPACE}/irsa-webhook`,
       )
       assert.equal(get(webhookOf(managed), 'clientConfig.caBundle'), undefined)
+    })
+
+    test('certificates.source=job (the default): the Job and renew CronJob of the bundles; other sources have none', () => {
+      const secrets = { ca: 'irsa-webhook-ca', serving: ['irsa-webhook-certs', 'irsa-webhook-tls'] }
+      for (const mode of ['classic', 'knative']) {
+        const docs = render(['mode', mode])
+        // checkCerts reads the roles in kustomize's order (Role before ClusterRole); Helm sorts ClusterRoles first.
+        const kustomizeOrder = [
+          ...docs.filter((doc) => doc['kind'] !== 'ClusterRole'),
+          ...docs.filter((doc) => doc['kind'] === 'ClusterRole'),
+        ]
+        checkCerts(kustomizeOrder.map(asInBundle), secrets)
+        const job = one(docs, 'Job')
+        const pod = get(job, 'spec.template')
+        assert.deepEqual(
+          get(one(docs, 'CronJob', 'irsa-webhook-certs-renew'), 'spec.jobTemplate.spec.template'),
+          pod,
+        )
+        for (const source of ['existing', 'cert-manager']) {
+          const other = render(['mode', mode, 'certificates.source', source])
+          assert.deepEqual(
+            other.filter(
+              (doc) =>
+                String(get(doc, 'metadata.name')).startsWith('irsa-webhook-certs') &&
+                doc['kind'] !== 'Certificate',
+            ),
+            [],
+            `${mode} ${source}`,
+          )
+        }
+      }
+      const renew = render(['certificates.job.renewSchedule', '5 4 * * 1'])
+      assert.equal(
+        get(one(renew, 'CronJob', 'irsa-webhook-certs-renew'), 'spec.schedule'),
+        '5 4 * * 1',
+      )
+    })
+
+    test("the certificate Job's name follows its pod template: a new image or placement makes a new Job, other values do not", () => {
+      const jobName = (values: unknown[]) =>
+        String(get(one(render(values), 'Job'), 'metadata.name'))
+      const base = jobName(['mode', 'classic'])
+      assert.match(base, /^irsa-webhook-certs-[0-9a-f]{8}$/)
+      assert.equal(jobName(['mode', 'classic', 'classic.replicas', 3, 'optInLabel', true]), base)
+      assert.notEqual(
+        jobName(['mode', 'classic', 'image.digest', `sha256:${'f'.repeat(64)}`]),
+        base,
+      )
+      assert.notEqual(jobName(['mode', 'classic', 'nodeSelector', { pool: 'system' }]), base)
+    })
+
+    test('another release name and namespace: the certs and audit commands are told the webhook configuration and namespace', () => {
+      const run = runHelm(helm as string, [
+        'template',
+        'platform-irsa',
+        CHART,
+        '--namespace',
+        'platform',
+        ...setArgs([...PINNED, 'mode', 'classic', 'auditCronJob.enabled', true]),
+      ])
+      assert.equal(run.code, 0, run.stderr)
+      const docs = parse(run.stdout)
+      assert.equal(get(one(docs, 'MutatingWebhookConfiguration'), 'metadata.name'), 'platform-irsa')
+      const command = (doc: Doc, path: string) => list<string>(get(doc, path), 'command')
+      assert.deepEqual(command(one(docs, 'Job'), 'spec.template.spec.containers.0').slice(-5), [
+        '--job',
+        '--namespace',
+        'platform',
+        '--webhook',
+        'platform-irsa',
+      ])
+      assert.deepEqual(
+        command(
+          one(docs, 'CronJob', 'irsa-webhook-audit'),
+          'spec.jobTemplate.spec.template.spec.containers.0',
+        ).slice(-2),
+        ['--configuration', 'platform-irsa'],
+      )
+      for (const kind of ['ClusterRole', 'ClusterRoleBinding'])
+        assert.deepEqual(
+          docs
+            .filter((doc) => doc['kind'] === kind)
+            .map((doc) => get(doc, 'metadata.name'))
+            .sort(),
+          ['platform-irsa-audit', 'platform-irsa-certs', 'platform-irsa-sa-reader'],
+        )
+      const certsRole = one(docs, 'ClusterRole', 'platform-irsa-certs')
+      assert.deepEqual(get(certsRole, 'rules.0.resourceNames'), ['platform-irsa'])
     })
 
     test('another release namespace: every namespaced object, the exclusion and the RBAC subjects follow it', () => {
@@ -543,7 +655,12 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
       ],
       [
         'a caBundle that is not a PEM certificate',
-        ['certificates.existing.caBundle', Buffer.from('not a certificate').toString('base64')],
+        [
+          'certificates.source',
+          'existing',
+          'certificates.existing.caBundle',
+          Buffer.from('not a certificate').toString('base64'),
+        ],
         /certificates\.existing\.caBundle must be the base64 of a PEM CA certificate/,
       ],
     ]

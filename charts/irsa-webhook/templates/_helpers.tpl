@@ -132,3 +132,47 @@ securityContext:
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The certificate Job's labels. */}}
+{{- define "irsa-webhook.certsLabels" -}}
+app.kubernetes.io/name: irsa-webhook-certs
+app.kubernetes.io/component: certs
+app.kubernetes.io/part-of: irsa-webhook
+{{ include "irsa-webhook.labels" . }}
+{{- end -}}
+
+{{/*
+The pod template of the certificate Job and its renew CronJob (one for both, as in deploy/components/certs):
+`irsa-webhook certs --job` in the webhook's image, with the release's namespace and webhook configuration when they
+are not the command's defaults (irsa-system, irsa-webhook).
+*/}}
+{{- define "irsa-webhook.certsPod" -}}
+metadata:
+  labels:
+    app.kubernetes.io/name: irsa-webhook-certs
+    app.kubernetes.io/component: certs
+    app.kubernetes.io/part-of: irsa-webhook
+spec:
+  serviceAccountName: irsa-webhook-certs
+  automountServiceAccountToken: true # it writes the Secrets and caBundle with its own token
+  enableServiceLinks: false
+  restartPolicy: Never
+  {{- include "irsa-webhook.placement" . | nindent 2 }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    runAsGroup: 65532
+    seccompProfile:
+      type: RuntimeDefault
+  containers:
+    - name: certs
+      image: {{ include "irsa-webhook.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      command:
+        [node, --max-semi-space-size=8, --optimize-for-size, dist/cli.js, certs, --job
+        {{- if ne .Release.Namespace "irsa-system" }}, --namespace, {{ .Release.Namespace }}{{ end }}
+        {{- if ne (include "irsa-webhook.clusterName" .) "irsa-webhook" }}, --webhook, {{ include "irsa-webhook.clusterName" . }}{{ end }}]
+      resources:
+        {{- toYaml .Values.certificates.job.resources | nindent 8 }}
+      {{- include "irsa-webhook.containerSecurity" . | nindent 6 }}
+{{- end -}}
