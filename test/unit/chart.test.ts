@@ -674,3 +674,55 @@ describe('the chart (charts/irsa-webhook) with the real helm', { skip }, () => {
     }
   })
 })
+
+describe('npm run release:chart (scripts/release-chart.ts)', () => {
+  const releaseChart = (args: string[]) =>
+    spawnSync(process.execPath, ['scripts/release-chart.ts', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 60_000,
+    })
+
+  test('writes the chart with the image repository and digest in its values, comments kept', () => {
+    const out = mkdtempSync(join(tmpdir(), 'irsa-release-chart-'))
+    try {
+      const run = releaseChart(['--image', IMAGE, '--out', out])
+      assert.equal(run.status, 0, run.stderr)
+      const values = readFileSync(join(out, 'irsa-webhook/values.yaml'), 'utf8')
+      const original = readFileSync(join(CHART, 'values.yaml'), 'utf8')
+      const parsed = parse(values)[0] as Doc
+      assert.deepEqual(get(parsed, 'image'), {
+        ...(get(parse(original)[0], 'image') as Doc),
+        repository: REPOSITORY,
+        digest: DIGEST,
+      })
+      const comments = (text: string) =>
+        text.split('\n').filter((line) => line.trim().startsWith('#'))
+      assert.deepEqual(comments(values), comments(original))
+      assert.equal(
+        readFileSync(join(out, 'irsa-webhook/templates/webhook.yaml'), 'utf8'),
+        readFileSync(join(CHART, 'templates/webhook.yaml'), 'utf8'),
+      )
+    } finally {
+      rmSync(out, { recursive: true, force: true })
+    }
+  })
+
+  for (const [what, args, message] of [
+    [
+      'a tag without a digest',
+      ['--image', `${REPOSITORY}:1.0.0`],
+      /has no digest; a published chart pins its image/,
+    ],
+    ['a malformed reference', ['--image', `${REPOSITORY}@sha256:abc`], /not an image reference/],
+    ['no --image', [], /--image is required/],
+    ['an unknown option', ['--image', IMAGE, '--push'], /Unknown option '--push'/],
+  ] as const) {
+    test(`refuses ${what} (exit 2, with the usage)`, () => {
+      const run = releaseChart([...args])
+      assert.equal(run.status, 2)
+      assert.match(run.stderr, message)
+      assert.match(run.stderr, /Usage: npm run release:chart/)
+    })
+  }
+})
