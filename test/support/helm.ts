@@ -96,9 +96,30 @@ const alive = (pid: number): boolean => {
   }
 }
 
+/** Takes `lock` (a directory holding the owner's pid); false when another process holds it. */
+function tryLock(lock: string): boolean {
+  try {
+    mkdirSync(lock)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw error
+  }
+  writeFileSync(join(lock, 'pid'), String(process.pid))
+  return true
+}
+
+/** The pid in `lock`, or 0 when it is not written yet (or the lock was just released). */
+function lockOwner(lock: string): number {
+  try {
+    return Number(readFileSync(join(lock, 'pid'), 'utf8'))
+  } catch {
+    return 0
+  }
+}
+
 /**
- * Holds `lock` (a directory holding the owner's pid) while `work` runs. Another process holding it is waited for;
- * a lock whose owner is gone is taken over.
+ * Holds `lock` while `work` runs. Another process holding it is waited for until `done()`; a lock whose owner is
+ * gone, or whose owner never wrote its pid within 30 s (it died between mkdir and writeFile), is taken over.
  */
 async function withLock<T>(
   lock: string,
@@ -106,22 +127,17 @@ async function withLock<T>(
   work: () => Promise<T>,
   log: (line: string) => void,
 ): Promise<T | undefined> {
-  let said = false
-  for (;;) {
-    try {
-      mkdirSync(lock)
-      writeFileSync(join(lock, 'pid'), String(process.pid))
-      break
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
-    }
-    const owner = Number(readFileSync(join(lock, 'pid'), { encoding: 'utf8', flag: 'a+' }))
-    if (owner > 0 && !alive(owner)) {
+  let waitingSince: number | undefined
+  while (!tryLock(lock)) {
+    const owner = lockOwner(lock)
+    const now = Date.now()
+    if (waitingSince === undefined)
+      log(`another process (pid ${owner || '?'}) is building helm; waiting for it`)
+    waitingSince ??= now
+    if ((owner > 0 && !alive(owner)) || (owner === 0 && now - waitingSince > 30_000)) {
       rmSync(lock, { recursive: true, force: true })
       continue
     }
-    if (!said) log(`another process (pid ${owner || '?'}) is building helm; waiting for it`)
-    said = true
     await sleep(1000)
     if (done()) return undefined
   }

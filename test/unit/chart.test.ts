@@ -13,8 +13,16 @@
  * Job instead of failing on an immutable one).
  */
 import assert from 'node:assert/strict'
-import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -138,6 +146,85 @@ describe('the helm build (test/support/helm.ts)', () => {
       await assert.rejects(helmOrSkip({ ...noGo(cache), CI: 'true' }), /no Go toolchain/)
     } finally {
       rmSync(cache, { recursive: true, force: true })
+    }
+  })
+
+  /** A `go` on PATH that records each call and "builds" by writing the -o file after a pause; `fail` fails builds. */
+  function fakeGo(dir: string, fail = false): NodeJS.ProcessEnv {
+    const bin = join(dir, 'bin')
+    mkdirSync(bin, { recursive: true })
+    writeFileSync(
+      join(bin, 'go'),
+      [
+        '#!/usr/bin/env bash',
+        `echo "$*" >> ${join(dir, 'calls')}`,
+        'if [ "$1" = env ]; then echo go9.9.9; exit 0; fi',
+        'if [ "$1" = build ]; then',
+        fail ? '  echo "compile error" >&2; exit 2' : '  sleep 1',
+        '  while [ "$1" != -o ]; do shift; done; echo built > "$2"; exit 0',
+        'fi',
+        'exit 0',
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    )
+    return { PATH: `${bin}:/usr/bin:/bin`, IRSA_CLUSTER_CACHE: join(dir, 'cache') }
+  }
+
+  test('concurrent callers build once (a lock), and the binary appears whole (a rename); a failed step names its log', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'irsa-helm-fake-go-'))
+    try {
+      const env = fakeGo(dir)
+      const runs = await Promise.all(
+        [1, 2, 3].map(
+          () =>
+            new Promise<{ code: number | null; stdout: string }>((resolve) => {
+              const child = spawn(process.execPath, ['test/support/helm.ts'], { cwd: ROOT, env })
+              let stdout = ''
+              child.stdout.on('data', (chunk) => {
+                stdout += chunk
+              })
+              child.on('close', (code) => resolve({ code, stdout }))
+            }),
+        ),
+      )
+      const binary = join(dir, 'cache', 'helm', `${helmVersion()}-go9.9.9`, 'helm')
+      // Each run then prints `helm version` of what it got: the fake build is a text file, so that step fails (1).
+      for (const run of runs) assert.equal(run.code, 1)
+      assert.equal(readFileSync(binary, 'utf8'), 'built\n')
+      const builds = readFileSync(join(dir, 'calls'), 'utf8')
+        .split('\n')
+        .filter((line) => line.startsWith('build '))
+      assert.equal(builds.length, 1, 'one build for three callers')
+      assert.match(
+        builds[0] ?? '',
+        new RegExp(`-X helm\\.sh/helm/v4/internal/version\\.version=${helmVersion()}`),
+      )
+      assert.match(builds[0] ?? '', / helm\.sh\/helm\/v4\/cmd\/helm$/)
+      assert.deepEqual(
+        await helmOrSkip(env),
+        { helm: binary, skip: false },
+        'then reused without building',
+      )
+
+      const failing = join(dir, 'failing')
+      mkdirSync(failing)
+      const failed = spawnSync(process.execPath, ['test/support/helm.ts'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: fakeGo(failing, true),
+      })
+      assert.equal(failed.status, 1)
+      assert.match(
+        failed.stderr,
+        /helm build step "go build helm" failed \(exit 2\); full log: .*build\.log\n[\s\S]*compile error/,
+      )
+      assert.ok(
+        !existsSync(join(failing, 'cache', 'helm', `${helmVersion()}-go9.9.9`, 'helm')),
+        'no binary from a failed build',
+      )
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 
