@@ -19,7 +19,7 @@ import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseDocument } from 'yaml'
-import { EXIT, UsageError } from '../function/cli/io.ts'
+import { EXIT, UsageError } from '../cli/shared/io.ts'
 import { VERSION } from '../function/version.ts'
 import { pinImage } from './release-manifests.ts'
 

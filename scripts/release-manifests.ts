@@ -39,7 +39,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { parseQualifiedName } from '@swimlane/docker-reference'
-import { EXIT, UsageError } from '../function/cli/io.ts'
+import { EXIT, UsageError } from '../cli/shared/io.ts'
 import { VERSION } from '../function/version.ts'
 import { parseYamlDocuments } from '../function/yaml.ts'
 

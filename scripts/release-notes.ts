@@ -9,7 +9,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { parser } from 'keep-a-changelog'
-import { EXIT } from '../function/cli/io.ts'
+import { EXIT } from '../cli/shared/io.ts'
 
 /** The section of `version` in `changelog` (the Markdown text), or undefined when there is no dated one. */
 export function releaseNotes(changelog: string, version: string): string | undefined {

@@ -14,7 +14,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { EXIT } from '../function/cli/io.ts'
+import { EXIT } from '../cli/shared/io.ts'
 
 /** The version's lines (group 1 is everything before the version): the Dockerfile must carry its one. */
 const DOCKERFILE_LINE = /^(ARG VERSION=)\S+$/gm

@@ -13,8 +13,8 @@
  */
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
-import { EXIT, type Io, oneOf, UsageError } from '../../function/cli/io.ts'
-import { createKubeClient, type KubeClient, loadKubeConfig } from '../../function/cli/kube.ts'
+import { EXIT, type Io, oneOf, UsageError } from '../shared/io.ts'
+import { createKubeClient, type KubeClient, loadKubeConfig } from '../shared/kube.ts'
 import {
   ClusterError,
   Conflict,

@@ -7,10 +7,10 @@
  * @module
  */
 import { hostname } from 'node:os'
-import { type KubeClient, type KubeResponse, statusMessage } from '../../function/cli/kube.ts'
+import { type KubeClient, type KubeResponse, statusMessage } from '../shared/kube.ts'
+import { MWC_PATH } from '../shared/webhook-configuration.ts'
 import { MANAGED_BY, type SecretState } from './plan.ts'
 
-export const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
 const secretsPath = (namespace: string) => `/api/v1/namespaces/${namespace}/secrets`
 
 /** Another writer got there first (HTTP 409): read again and decide again. */
@@ -39,7 +39,11 @@ const decode = (data: Record<string, string> | undefined): Record<string, string
   )
 
 interface SecretBody {
-  metadata?: { resourceVersion?: string; labels?: Record<string, string> }
+  metadata?: {
+    resourceVersion?: string
+    labels?: Record<string, string>
+    annotations?: Record<string, string>
+  }
   data?: Record<string, string>
 }
 
@@ -59,11 +63,14 @@ export async function readSecret(
     name,
     resourceVersion: body.metadata.resourceVersion ?? '',
     data: decode(body.data),
+    labels: body.metadata.labels,
+    ...(body.metadata.annotations === undefined ? {} : { annotations: body.metadata.annotations }),
   }
 }
 
 /**
- * Creates the Secret (`previous` absent) or replaces it at the resourceVersion it was read at. `type` is
+ * Creates the Secret (`previous` absent) or replaces it at the resourceVersion it was read at, keeping the labels and
+ * annotations it had (only its data changes, and the ownership label stays). `type` is
  * kubernetes.io/tls for the serving Secret (tls.crt, tls.key) and Opaque for the CA (ca.crt, ca.key), as
  * generate-certs.sh makes them.
  */
@@ -82,8 +89,13 @@ export async function writeSecret(
     metadata: {
       name,
       namespace,
-      labels: { [MANAGED_BY.key]: MANAGED_BY.value },
-      ...(previous.kind === 'ours' ? { resourceVersion: previous.resourceVersion } : {}),
+      labels: {
+        ...(previous.kind === 'ours' ? previous.labels : {}),
+        [MANAGED_BY.key]: MANAGED_BY.value,
+      },
+      ...(previous.kind === 'ours'
+        ? { resourceVersion: previous.resourceVersion, annotations: previous.annotations }
+        : {}),
     },
     type,
     data: Object.fromEntries(

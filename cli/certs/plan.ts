@@ -29,6 +29,9 @@ export type SecretState =
       readonly name: string
       readonly resourceVersion: string
       readonly data: Readonly<Record<string, string>>
+      /** Kept on a replace: labels and annotations others put there (e.g. Kourier's certificate-uid label). */
+      readonly labels?: Readonly<Record<string, string>>
+      readonly annotations?: Readonly<Record<string, string>>
     }
 
 export interface Observed {

@@ -8,12 +8,12 @@
  * Usage: node test/bench/audit-child.ts audit|audit-get|floor <kubeconfig> <chunk-size>
  * @module
  */
-import { createOwnerResolver } from '../../function/cli/audit-owners.ts'
-import { scanPods } from '../../function/cli/audit-scan.ts'
-import { createKubeClient, loadKubeConfig } from '../../function/cli/kube.ts'
-import { forEachListed } from '../../function/cli/kube-list.ts'
-import { runCli } from '../../function/cli/main.ts'
-import { reviewSettingsFrom } from '../../function/cli/mutate.ts'
+import { createOwnerResolver } from '../../cli/audit/owners.ts'
+import { runCli } from '../../cli/main.ts'
+import { createKubeClient, loadKubeConfig } from '../../cli/shared/kube.ts'
+import { forEachListed } from '../../cli/shared/kube-list.ts'
+import { scanPods } from '../../cli/shared/pod-scan.ts'
+import { reviewSettingsFrom } from '../../cli/shared/review-settings.ts'
 
 const [mode = 'audit', kubeconfig = '', chunk = '500'] = process.argv.slice(2)
 const started = performance.now()

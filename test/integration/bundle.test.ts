@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
+import { runChild } from '../support/cli-fake-cluster.ts'
 import { type ChildServer, poll, ROOT, send, spawnServer } from '../support/process.ts'
 import { admit } from '../support/webhook.ts'
-import { runChild } from './cli-fake-cluster.ts'
 
 const fixtures = new URL('../fixtures/admission/', import.meta.url)
 const read = (name: string) => readFileSync(new URL(name, fixtures), 'utf8')

@@ -177,7 +177,7 @@ const SIDECAR = {
   ],
 }
 
-/** One pod per case; test/integration/cli-audit.test.ts states what each must come to. */
+/** One pod per case; test/cli/audit/audit.test.ts states what each must come to. */
 const EXAMPLE_PODS: readonly ExamplePod[] = [
   { namespace: 'shop', name: `web-${HASH}-aaaaa`, owner: WEB_RS, ...WEB, admission: 'unmutated' },
   { namespace: 'shop', name: `web-${HASH}-bbbbb`, owner: WEB_RS, ...WEB, admission: 'unmutated' },
@@ -323,7 +323,7 @@ async function admittedPod(cluster: AuditCluster, spec: ExamplePod): Promise<Jso
 
 /**
  * One pod per case the audit tells apart, in a cluster from `startAuditCluster(EXAMPLE_NAMESPACES)`
- * (test/integration/cli-audit.test.ts states what each must come to; the examples in docs/cli.md are this cluster).
+ * (test/cli/audit/audit.test.ts states what each must come to; the examples in docs/cli.md are this cluster).
  */
 export async function populateExample(cluster: AuditCluster): Promise<void> {
   putExampleObjects(cluster)

@@ -1,10 +1,11 @@
 /**
  * Prints the `irsa-webhook audit` runs quoted in docs/cli.md, against the loopback fake kube-apiserver loaded with
- * `populateExample` (the same pods test/integration/cli-audit.test.ts checks). Reproduce: node test/support/audit-demo.ts
+ * `populateExample` (the same pods test/cli/audit/audit.test.ts checks). Reproduce: node test/support/audit-demo.ts
  * @module
  */
-import { runInProcess } from '../integration/cli-fake-cluster.ts'
+
 import { EXAMPLE_NAMESPACES, populateExample, startAuditCluster } from './audit-cluster.ts'
+import { runInProcess } from './cli-fake-cluster.ts'
 
 const cluster = await startAuditCluster(EXAMPLE_NAMESPACES)
 await populateExample(cluster)

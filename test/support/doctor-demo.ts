@@ -1,18 +1,19 @@
 /**
  * Prints the `irsa-webhook doctor` runs quoted in docs/cli.md, against the loopback fake kube-apiserver with the
- * shipped manifests (test/integration/cli-fake-cluster.ts, the cluster the doctor tests break one thing at a time):
+ * shipped manifests (test/support/cli-fake-cluster.ts, the cluster the doctor tests break one thing at a time):
  * a healthy classic installation, the same broken on purpose, a healthy Knative one, and the classic one with four
  * pods stored unmutated. The address (a random loopback port) and the certificate dates change from run to run.
  * Reproduce: node test/support/doctor-demo.ts
  * @module
  */
+
+import { podManifest, stored } from './audit-cluster.ts'
 import {
   type FakeCluster,
   putEndpoints,
   runInProcess,
   startFakeCluster,
-} from '../integration/cli-fake-cluster.ts'
-import { podManifest, stored } from './audit-cluster.ts'
+} from './cli-fake-cluster.ts'
 
 async function show(cluster: FakeCluster, args: string[]): Promise<void> {
   const run = await runInProcess(['doctor', '--kubeconfig', cluster.api.kubeconfigPath, ...args])

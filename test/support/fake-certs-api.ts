@@ -58,52 +58,62 @@ export async function startFakeCertsApi(): Promise<FakeCertsApi> {
     return stored
   }
 
-  function handle(method: string, path: string, body: unknown): [number, unknown] {
-    if (forbidden.some((f) => f.method === method && f.path.test(path)))
-      return [403, status(403, 'Forbidden', `${method} ${path} is forbidden`)]
-    const events_ = /^\/api\/v1\/namespaces\/([^/]+)\/events$/.exec(path)
-    if (events_ && method === 'POST') {
+  const conflict = (path: string): [number, unknown] => [
+    409,
+    status(
+      409,
+      'Conflict',
+      `Operation cannot be fulfilled on ${path}: the object has been modified; please apply your changes to the latest version and try again`,
+    ),
+  ]
+  const missing = (path: string): [number, unknown] => [
+    404,
+    status(404, 'NotFound', `${path} not found`),
+  ]
+
+  /** POST to a collection: an Event is kept; a Secret is created unless its name is taken. */
+  function create(path: string, body: unknown): [number, unknown] | undefined {
+    if (/^\/api\/v1\/namespaces\/[^/]+\/events$/.test(path)) {
       const event = structuredClone(body) as Obj
       event.metadata = { ...event.metadata, name: `event-${events.length}` }
       events.push(event)
       return [201, event]
     }
-    const collection = /^\/api\/v1\/namespaces\/([^/]+)\/secrets$/.exec(path)
-    if (collection && method === 'POST') {
-      const obj = body as Obj
-      const at = `${path}/${obj.metadata.name}`
-      if (objects.has(at))
-        return [409, status(409, 'AlreadyExists', `secrets "${obj.metadata.name}" already exists`)]
-      return [201, store(at, obj)]
-    }
+    if (!/^\/api\/v1\/namespaces\/[^/]+\/secrets$/.test(path)) return undefined
+    const obj = body as Obj
+    const at = `${path}/${obj.metadata.name}`
+    if (objects.has(at))
+      return [409, status(409, 'AlreadyExists', `secrets "${obj.metadata.name}" already exists`)]
+    return [201, store(at, obj)]
+  }
+
+  /** PUT (a Secret) or PATCH (a JSON patch of a webhook configuration), at the stored resourceVersion only. */
+  function update(method: string, path: string, body: unknown): [number, unknown] {
     const current = objects.get(path)
-    if (method === 'GET')
-      return current ? [200, current] : [404, status(404, 'NotFound', `${path} not found`)]
-    if (!current) return [404, status(404, 'NotFound', `${path} not found`)]
-    const conflict = (): [number, unknown] => [
-      409,
-      status(
-        409,
-        'Conflict',
-        `Operation cannot be fulfilled on ${path}: the object has been modified; please apply your changes to the latest version and try again`,
-      ),
-    ]
-    if (method === 'PUT') {
-      const obj = body as Obj
-      if (obj.metadata.resourceVersion !== current.metadata.resourceVersion) return conflict()
-      return [200, store(path, obj)]
-    }
-    if (method === 'PATCH' && path.startsWith(MWC)) {
-      const patched = fastJsonPatch.applyPatch(
+    if (!current) return missing(path)
+    let next: Obj
+    if (method === 'PUT') next = body as Obj
+    else if (method === 'PATCH' && path.startsWith(MWC))
+      next = fastJsonPatch.applyPatch(
         structuredClone(current),
         body as fastJsonPatch.Operation[],
         true,
         false,
       ).newDocument as Obj
-      if (patched.metadata.resourceVersion !== current.metadata.resourceVersion) return conflict()
-      return [200, store(path, patched)]
+    else return [405, status(405, 'MethodNotAllowed', `${method} ${path}`)]
+    if (next.metadata.resourceVersion !== current.metadata.resourceVersion) return conflict(path)
+    return [200, store(path, next)]
+  }
+
+  function handle(method: string, path: string, body: unknown): [number, unknown] {
+    if (forbidden.some((f) => f.method === method && f.path.test(path)))
+      return [403, status(403, 'Forbidden', `${method} ${path} is forbidden`)]
+    if (method === 'POST') return create(path, body) ?? missing(path)
+    if (method === 'GET') {
+      const current = objects.get(path)
+      return current ? [200, current] : missing(path)
     }
-    return [405, status(405, 'MethodNotAllowed', `${method} ${path}`)]
+    return update(method, path, body)
   }
 
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {

@@ -1,0 +1,135 @@
+/**
+ * `irsa-webhook doctor`: checks a live installation and prints each check with ✔/✘ and the fix.
+ * @module
+ */
+import { parseArgs } from 'node:util'
+import { EXIT, type Io, oneOf, splitRef } from '../shared/io.ts'
+import { createKubeClient, loadKubeConfig } from '../shared/kube.ts'
+import { checkExclusions, checkOidc, checkRbac } from './cluster.ts'
+import type { Check, CheckResult, DoctorContext, Status } from './context.ts'
+import {
+  checkDomainClaim,
+  checkDomainMapping,
+  checkGatewayNamespace,
+  checkKnativeService,
+} from './knative.ts'
+import { checkMissingIdentity } from './missing-identity.ts'
+import { checkDryRunPod } from './pod.ts'
+import { checkCertificate } from './tls.ts'
+import { checkEndpoints, checkService, checkSettings, loadWebhook } from './webhook.ts'
+
+const DOCTOR_USAGE = `Usage: irsa-webhook doctor [options]
+
+Checks a live installation through the kubeconfig and prints each check with ✔ (pass), ! (warning),
+✘ (fail, with the fix) or - (skipped). Exit code 1 when any check fails.
+
+Options:
+      --mode classic|knative      installation mode (default: knative when the webhook's Service is outside
+                                  --namespace, i.e. the gateway alias; else classic)
+  -n, --namespace NS              the webhook's namespace (default: irsa-system)
+  -s, --service-account NS/NAME   an annotated ServiceAccount: a dry-run pod with it must come back mutated
+      --webhook-service-account NS/NAME  the webhook's own ServiceAccount (default: <namespace>/irsa-webhook)
+      --configuration NAME        the MutatingWebhookConfiguration (default: irsa-webhook)
+      --tls-secret NAME           the Secret with the serving certificate (default: irsa-webhook-certs, or
+                                  the DomainMapping's tls.secretName)
+      --kubeconfig PATH           kubeconfig (default: $KUBECONFIG, ~/.kube/config)`
+
+const MODES = ['classic', 'knative'] as const
+const SYMBOL: Record<Status, string> = { pass: '✔', warn: '!', fail: '✘', skip: '-' }
+
+const COMMON: readonly Check[] = [checkSettings, checkService, checkEndpoints]
+const KNATIVE: readonly Check[] = [checkKnativeService, checkDomainMapping, checkDomainClaim]
+const LATER: readonly Check[] = [
+  checkCertificate,
+  checkRbac,
+  checkExclusions,
+  checkDryRunPod,
+  checkOidc,
+  checkMissingIdentity,
+]
+
+function parseDoctorArgs(argv: string[]) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      mode: { type: 'string' },
+      namespace: { type: 'string', short: 'n', default: 'irsa-system' },
+      'service-account': { type: 'string', short: 's' },
+      'webhook-service-account': { type: 'string' },
+      configuration: { type: 'string', default: 'irsa-webhook' },
+      'tls-secret': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  const mode = values.mode === undefined ? undefined : oneOf('--mode', values.mode, MODES)
+  return { ...values, mode }
+}
+
+/** Formats one result: the symbol line, and the fix indented below it. */
+export function formatResult(result: CheckResult): string {
+  const line = `${SYMBOL[result.status]} ${result.name} — ${result.detail}\n`
+  return result.fix !== undefined && result.status !== 'pass'
+    ? `${line}    fix: ${result.fix}\n`
+    : line
+}
+
+async function buildContext(values: ReturnType<typeof parseDoctorArgs>) {
+  const client = createKubeClient(loadKubeConfig(values.kubeconfig))
+  const namespace = values.namespace
+  const identity = splitRef(
+    values['webhook-service-account'] ?? `${namespace}/irsa-webhook`,
+    namespace,
+  )
+  const probeRef = values['service-account']
+  const base = {
+    client,
+    namespace,
+    configurationName: values.configuration,
+    identity,
+    probe: probeRef === undefined ? undefined : splitRef(probeRef, 'default'),
+    tlsSecret: values['tls-secret'],
+    mode: values.mode ?? ('classic' as const),
+  }
+  const { webhook, result } = await loadWebhook(base)
+  const serviceNamespace = webhook?.clientConfig?.service?.namespace
+  const mode =
+    values.mode ??
+    (serviceNamespace !== undefined && serviceNamespace !== namespace ? 'knative' : 'classic')
+  const context: DoctorContext = { ...base, mode, webhook }
+  return { context, first: result }
+}
+
+/** Runs `doctor`; returns the exit code. */
+export async function runDoctor(argv: string[], io: Io): Promise<number> {
+  const values = parseDoctorArgs(argv)
+  if (values.help) {
+    io.out(`${DOCTOR_USAGE}\n`)
+    return EXIT.ok
+  }
+  const { context, first } = await buildContext(values)
+  io.out(
+    `irsa-webhook doctor: ${context.client.server}, mode ${context.mode}, namespace ${context.namespace}\n`,
+  )
+  const results: CheckResult[] = [first]
+  io.out(formatResult(first))
+  const knative = context.mode === 'knative'
+  // In Knative mode the gateway namespace comes first: without it the alias Service checks cannot pass.
+  const checks = [
+    ...(knative ? [checkGatewayNamespace] : []),
+    ...COMMON,
+    ...(knative ? KNATIVE : []),
+    ...LATER,
+  ]
+  for (const check of checks) {
+    for (const result of [await check(context)].flat()) {
+      results.push(result)
+      io.out(formatResult(result))
+    }
+  }
+  const count = (status: Status) => results.filter((r) => r.status === status).length
+  io.out(
+    `\n${results.length} checks: ${count('pass')} passed, ${count('warn')} ${count('warn') === 1 ? 'warning' : 'warnings'}, ${count('fail')} failed, ${count('skip')} skipped\n`,
+  )
+  return count('fail') > 0 ? EXIT.failed : EXIT.ok
+}
