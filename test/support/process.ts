@@ -18,6 +18,8 @@ export interface SpawnOptions {
   readonly entry?: string
   /** The child's whole environment besides PATH: nothing else leaks in from the test process. */
   readonly env?: Readonly<Record<string, string>>
+  /** Node options before the entry (e.g. the `npm start` script's `--max-semi-space-size=8`). */
+  readonly nodeArgs?: readonly string[]
 }
 
 /** Bound for a child's start-up or exit. */
@@ -106,11 +108,15 @@ function parseLine(line: string): Record<string, unknown> | undefined {
 function launch(options: SpawnOptions) {
   const env = { PATH: process.env['PATH'] ?? '', ...options.env }
   const spawnedAt = performance.now()
-  const child = spawn(process.execPath, [options.entry ?? 'handler.ts'], {
-    cwd: ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), options.entry ?? 'handler.ts'],
+    {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
   live.add(child)
   // A child a failed test forgot must not keep the test process alive; the exit hook above kills it.
   child.unref()

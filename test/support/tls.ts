@@ -10,6 +10,10 @@ export interface CertificateOptions {
   ipAddresses?: string[]
   /** File stem inside the directory: `<name>.crt` and `<name>.key`. Defaults to `tls`. */
   name?: string
+  /** openssl `-subj`, e.g. `/O=system:masters/CN=admin`; defaults to `/CN=<first name>`. */
+  subject?: string
+  /** `client` issues a clientAuth certificate (no names needed) instead of a serverAuth one. */
+  usage?: 'server' | 'client'
 }
 
 export interface LeafCertificate {
@@ -40,7 +44,8 @@ function serial(): string {
   return `0x${randomBytes(16).toString('hex').replace(/^./, '1')}`
 }
 
-function createCertificateAuthority(dir: string): void {
+/** Writes a throwaway CA (`ca.crt`, `ca.key`, EC P-256, valid 2 days) into `dir`, for writeCertificate. */
+export function createCertificateAuthority(dir: string): void {
   openssl(
     [
       'req',
@@ -64,6 +69,13 @@ function createCertificateAuthority(dir: string): void {
 }
 
 function extensions(options: CertificateOptions): string {
+  if (options.usage === 'client')
+    return [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage=clientAuth',
+      '',
+    ].join('\n')
   const sans = [
     ...options.dnsNames.map((name) => `DNS:${name}`),
     ...(options.ipAddresses ?? []).map((ip) => `IP:${ip}`),
@@ -86,10 +98,11 @@ function extensions(options: CertificateOptions): string {
 export function writeCertificate(dir: string, options: CertificateOptions): LeafCertificate {
   const name = options.name ?? 'tls'
   const stem = `${name}.${randomBytes(4).toString('hex')}`
-  const cn = options.dnsNames[0] ?? options.ipAddresses?.[0] ?? 'test'
+  const subject =
+    options.subject ?? `/CN=${options.dnsNames[0] ?? options.ipAddresses?.[0] ?? 'test'}`
   writeFileSync(join(dir, `${stem}.ext`), extensions(options))
   openssl(
-    ['req', '-new', ...newKeyArgs(`${stem}.key`), '-out', `${stem}.csr`, '-subj', `/CN=${cn}`],
+    ['req', '-new', ...newKeyArgs(`${stem}.key`), '-out', `${stem}.csr`, '-subj', subject],
     dir,
   )
   openssl(
