@@ -96,7 +96,8 @@ describe('workflow files', () => {
     test(`${file} gives .ci/run Go from test/cluster/go.mod and caches the control-plane build by its versions`, () => {
       const [go] = uses(file, 'actions/setup-go')
       assert.equal(go?.with?.['go-version-file'], 'test/cluster/go.mod')
-      assert.equal(go?.with?.['cache-dependency-path'], 'test/cluster/go.sum')
+      const goSums = String(go?.with?.['cache-dependency-path']).trim().split('\n')
+      assert.deepEqual(goSums, ['test/cluster/go.sum', 'test/tools/helm/go.sum'])
       const cache = uses(file, 'actions/cache').find((step) =>
         String(step.with?.['path']).includes('.cache/irsa-webhook/control-plane'),
       )
@@ -106,6 +107,22 @@ describe('workflow files', () => {
       )
       const order = steps(file).map((step) => step.uses?.split('@')[0] ?? step.run?.trim())
       assert.ok(order.indexOf('actions/setup-go') < order.indexOf('.ci/run'), 'Go before .ci/run')
+    })
+
+    test(`${file} keeps the Helm binary the tests build (npm run helm:build, in .ci/run), keyed by its module`, () => {
+      const cache = uses(file, 'actions/cache').find((step) =>
+        String(step.with?.['path']).includes('.cache/irsa-webhook/helm'),
+      )
+      assert.equal(cache?.with?.['path'], '~/.cache/irsa-webhook/helm')
+      assert.match(
+        String(cache?.with?.['key']),
+        /hashFiles\('test\/tools\/helm\/go\.mod', 'test\/tools\/helm\/go\.sum'\)/,
+      )
+      const order = steps(file).map((step) => step.with?.['path'] ?? step.run?.trim())
+      assert.ok(
+        order.indexOf('~/.cache/irsa-webhook/helm') < order.indexOf('.ci/run'),
+        'restored before the tests',
+      )
     })
 
     test(`${file} builds no image but from the repository's Dockerfile`, () => {
