@@ -59,11 +59,10 @@ const CERTS_USAGE = `Usage: irsa-webhook certs [options]
 
 Makes the webhook's TLS in the cluster, as generate-certs.sh does from a workstation: a private CA (Secret
 ${SECRET_NAMES.ca}), a serving certificate for the name the API server checks — the Service the
-MutatingWebhookConfiguration calls, <name>.<namespace>.svc (or the host of the URL it calls) — in the Secret
-the mode reads (classic:
-${SECRET_NAMES.classic}, knative: ${SECRET_NAMES.knative}), and the configuration's caBundle. Idempotent: a valid
-certificate with more than --renew-before days left is left as it is ("nothing to do"). A new CA is trusted beside
-the old one until the pods serve the new certificate. A Secret without the label
+MutatingWebhookConfiguration calls, <name>.<namespace>.svc (or the host of the URL it calls) — in the Secret the
+mode reads (classic: ${SECRET_NAMES.classic}, knative: ${SECRET_NAMES.knative}), and the configuration's
+caBundle. Idempotent: a valid certificate with more than --renew-before days left is left as it is ("nothing to
+do"). A new CA is trusted beside the old one until the pods serve the new certificate. A Secret without the label
 ${MANAGED_BY.key}=${MANAGED_BY.value} was not made by this command or generate-certs.sh: it is never written.
 
 Options:
