@@ -147,7 +147,7 @@ export const BUNDLES: readonly Bundle[] = [
 ]
 
 /** The pinned image: `name@digest`, or `name:tag` when a tag was allowed. */
-interface PinnedImage {
+export interface PinnedImage {
   readonly name: string
   readonly digest: string | undefined
   readonly tag: string | undefined
@@ -155,7 +155,7 @@ interface PinnedImage {
 }
 
 /** Parses REF (Docker's reference grammar, @swimlane/docker-reference); a UsageError says what is wrong. */
-function pinImage(ref: string, allowTag: boolean): PinnedImage {
+export function pinImage(ref: string, allowTag: boolean): PinnedImage {
   let parsed: ReturnType<typeof parseQualifiedName>
   try {
     parsed = parseQualifiedName(ref)

@@ -1,7 +1,8 @@
 /**
  * Writes package.json's `version` into the copies that cannot read it at build time: the Dockerfile's
  * `ARG VERSION=` default and, in every kustomization and component under deploy/ and knative/, the
- * `app.kubernetes.io/version` label and the image's `newTag`. `npm version X.Y.Z` runs it (package.json's `version`
+ * `app.kubernetes.io/version` label and the image's `newTag`, and the Helm chart's `version` and `appVersion`
+ * (charts/irsa-webhook/Chart.yaml). `npm version X.Y.Z` runs it (package.json's `version`
  * script) between bumping package.json and committing, so the release commit and its tag carry one version
  * everywhere; test/unit/version.test.ts fails when a copy differs.
  *
@@ -20,6 +21,10 @@ const DOCKERFILE_LINE = /^(ARG VERSION=)\S+$/gm
 /** In a kustomization or component: the `app.kubernetes.io/version` label, the image's `newTag`. */
 const MANIFEST_LINES = /^(\s+(?:app\.kubernetes\.io\/version|newTag): )\S+$/gm
 
+/** In Chart.yaml: the chart's `version` and `appVersion` (the chart is released with the app, one version). */
+const CHART = 'charts/irsa-webhook/Chart.yaml'
+const CHART_LINES = /^((?:version|appVersion): )\S+$/gm
+
 /** Rewrites every copy under `root` to `version`; returns the files that changed. */
 function syncVersion(root: string, version: string): string[] {
   const kustomizations = ['deploy', 'knative'].flatMap((dir) =>
@@ -28,11 +33,12 @@ function syncVersion(root: string, version: string): string[] {
       .map((file) => join(dir, file)),
   )
   const changed: string[] = []
-  for (const file of ['Dockerfile', ...kustomizations]) {
+  const patterns: Record<string, RegExp> = { Dockerfile: DOCKERFILE_LINE, [CHART]: CHART_LINES }
+  for (const file of ['Dockerfile', CHART, ...kustomizations]) {
     const path = join(root, file)
     const text = readFileSync(path, 'utf8')
-    const pattern = file === 'Dockerfile' ? DOCKERFILE_LINE : MANIFEST_LINES
-    if (file === 'Dockerfile' && text.search(pattern) < 0)
+    const pattern = patterns[file] ?? MANIFEST_LINES
+    if (file in patterns && text.search(pattern) < 0)
       throw new Error(`${file}: no line matches ${pattern}`)
     const updated = text.replace(pattern, (_line, before: string) => `${before}${version}`)
     if (updated !== text) {

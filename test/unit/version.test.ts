@@ -91,6 +91,12 @@ describe(`the release version (package.json: ${version})`, () => {
     }
   })
 
+  test("is the Helm chart's version and appVersion (charts/irsa-webhook/Chart.yaml)", () => {
+    const chart = parseFiles('charts/irsa-webhook/Chart.yaml')[0]
+    assert.equal(chart?.['version'], version)
+    assert.equal(chart?.['appVersion'], version)
+  })
+
   test('has a dated section in CHANGELOG.md (the notes of its GitHub release)', () => {
     const notes = releaseNotes(readFileSync(join(ROOT, 'CHANGELOG.md'), 'utf8'), version)
     assert.match(
@@ -155,7 +161,7 @@ describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
   test('writes the new version into the Dockerfile and every manifest copy, and nothing is left behind', () => {
     const scratch = mkdtempSync(join(tmpdir(), 'irsa-sync-version-'))
     try {
-      for (const path of ['Dockerfile', 'deploy', 'knative'])
+      for (const path of ['Dockerfile', 'deploy', 'knative', 'charts'])
         cpSync(join(ROOT, path), join(scratch, path), { recursive: true })
       const next = '9.8.7-rc.1'
       writeFileSync(join(scratch, 'package.json'), JSON.stringify({ version: next }))
@@ -191,6 +197,9 @@ describe('npm version X.Y.Z (scripts/sync-version.ts, the `version` script)', {
         assert.ok(labels.length > 0, dir)
         assert.deepEqual(new Set(labels), new Set([next]), dir)
       }
+      const chart = readFileSync(join(scratch, 'charts/irsa-webhook/Chart.yaml'), 'utf8')
+      assert.match(chart, /^version: 9\.8\.7-rc\.1$/m)
+      assert.match(chart, /^appVersion: 9\.8\.7-rc\.1$/m)
       assert.equal(sync(), '', 'a second run changes nothing')
       writeFileSync(join(scratch, 'Dockerfile'), dockerfile.replace(/^ARG VERSION=.*$/m, ''))
       assert.throws(sync, /Dockerfile: no line matches/)

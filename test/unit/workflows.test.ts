@@ -23,6 +23,7 @@ import { join } from 'node:path'
 import { describe, test } from 'node:test'
 import { parseYamlDocuments } from '../../function/yaml.ts'
 import { BUNDLES } from '../../scripts/release-manifests.ts'
+import { helmOrSkip, helmVersion, runHelm } from '../support/helm.ts'
 import { ROOT } from '../support/process.ts'
 
 type Step = { uses?: string; run?: string; with?: Record<string, unknown>; id?: string }
@@ -37,6 +38,8 @@ const { runLint } = createRequire(import.meta.url)(
 const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
   version: string
 }
+/** The real Helm (built on first use, before any test runs: a build outlasts a test's timeout), or why not. */
+const built = await helmOrSkip()
 const WORKFLOWS = join(ROOT, '.github/workflows')
 const files = readdirSync(WORKFLOWS).filter((f) => /\.ya?ml$/.test(f))
 const text = (file: string) => readFileSync(join(WORKFLOWS, file), 'utf8')
@@ -93,7 +96,8 @@ describe('workflow files', () => {
     test(`${file} gives .ci/run Go from test/cluster/go.mod and caches the control-plane build by its versions`, () => {
       const [go] = uses(file, 'actions/setup-go')
       assert.equal(go?.with?.['go-version-file'], 'test/cluster/go.mod')
-      assert.equal(go?.with?.['cache-dependency-path'], 'test/cluster/go.sum')
+      const goSums = String(go?.with?.['cache-dependency-path']).trim().split('\n')
+      assert.deepEqual(goSums, ['test/cluster/go.sum', 'test/tools/helm/go.sum'])
       const cache = uses(file, 'actions/cache').find((step) =>
         String(step.with?.['path']).includes('.cache/irsa-webhook/control-plane'),
       )
@@ -103,6 +107,22 @@ describe('workflow files', () => {
       )
       const order = steps(file).map((step) => step.uses?.split('@')[0] ?? step.run?.trim())
       assert.ok(order.indexOf('actions/setup-go') < order.indexOf('.ci/run'), 'Go before .ci/run')
+    })
+
+    test(`${file} keeps the Helm binary the tests build (npm run helm:build, in .ci/run), keyed by its module`, () => {
+      const cache = uses(file, 'actions/cache').find((step) =>
+        String(step.with?.['path']).includes('.cache/irsa-webhook/helm'),
+      )
+      assert.equal(cache?.with?.['path'], '~/.cache/irsa-webhook/helm')
+      assert.match(
+        String(cache?.with?.['key']),
+        /hashFiles\('test\/tools\/helm\/go\.mod', 'test\/tools\/helm\/go\.sum'\)/,
+      )
+      const order = steps(file).map((step) => step.with?.['path'] ?? step.run?.trim())
+      assert.ok(
+        order.indexOf('~/.cache/irsa-webhook/helm') < order.indexOf('.ci/run'),
+        'restored before the tests',
+      )
     })
 
     test(`${file} builds no image but from the repository's Dockerfile`, () => {
@@ -192,6 +212,98 @@ describe('release.yml', () => {
     )
   })
 
+  test('packages the chart with the Helm the tests build (test/tools/helm/go.mod) and pushes it beside the image', () => {
+    const meta = steps('release.yml').find((s) => s.id === 'meta')
+    assert.match(
+      String(meta?.run),
+      /echo "charts=oci:\/\/ghcr\.io\/\$\{GITHUB_REPOSITORY_OWNER,,\}\/charts"/,
+    )
+    const line = /^\s*echo "helm=\$\((.*)\)"$/m.exec(String(meta?.run))?.[1]
+    assert.ok(line, 'the meta step reads the Helm version')
+    assert.equal(
+      execFileSync('bash', ['-c', line], { cwd: ROOT, encoding: 'utf8' }).trim(),
+      helmVersion(),
+    )
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub expression, not a template
+    assert.equal(step('azure/setup-helm').with?.['version'], '${{ steps.meta.outputs.helm }}')
+    const push = steps('release.yml').find((s) => s.run?.includes('helm push'))
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a GitHub expression, not a template
+    assert.ok(push && JSON.stringify(push).includes('@${{ steps.build.outputs.digest }}'))
+    const order = steps('release.yml').map((s) => s.uses ?? s.run ?? '')
+    const at = (text: string) => order.findIndex((s) => s.includes(text))
+    assert.ok(at('docker/build-push-action') < at('helm push'), 'the image is pushed first')
+    assert.ok(at('helm push') < at('gh release create'), 'the chart is there when the release is')
+  })
+
+  test('its chart step, run for real with the real helm (push and login recorded): the packaged chart pins the digest', async (t) => {
+    const { helm, skip } = built
+    if (helm === undefined) return t.skip(skip || 'no helm')
+    const chartStep = steps('release.yml').find((s) => s.run?.includes('helm push'))
+    assert.ok(chartStep?.run)
+    const scratch = mkdtempSync(join(tmpdir(), 'irsa-release-chart-step-'))
+    try {
+      const bin = join(scratch, 'bin')
+      mkdirSync(bin)
+      const calls = join(scratch, 'registry-calls')
+      // helm: the real one, except the two calls that need ghcr.io (recorded with their stdin instead).
+      writeFileSync(
+        join(bin, 'helm'),
+        [
+          '#!/usr/bin/env bash',
+          `if [ "$1" = registry ]; then { echo "$*"; cat; echo; } >> ${calls}; exit 0; fi`,
+          `if [ "$1" = push ]; then echo "$*" >> ${calls}; exit 0; fi`,
+          `exec ${helm} "$@"`,
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      )
+      // npm run release:chart -- ARGS: the package.json script (checked below) run with this Node.
+      writeFileSync(
+        join(bin, 'npm'),
+        `#!/usr/bin/env bash\n[ "$1 $2 $3" = "run release:chart --" ] || exit 9\nshift 3\nexec ${process.execPath} ${join(ROOT, 'scripts/release-chart.ts')} "$@"\n`,
+        { mode: 0o755 },
+      )
+      const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+        scripts: Record<string, string>
+      }
+      assert.equal(pkg.scripts['release:chart'], 'node scripts/release-chart.ts')
+      const digest = `sha256:${'cd'.repeat(32)}`
+      const image = `ghcr.io/owner/irsa-webhook@${digest}`
+      const home = join(scratch, 'home')
+      execFileSync('bash', ['-euo', 'pipefail', '-c', chartStep.run], {
+        cwd: scratch,
+        env: {
+          PATH: `${bin}:${process.env['PATH'] ?? ''}`,
+          HOME: home,
+          HELM_CACHE_HOME: join(home, 'cache'),
+          HELM_CONFIG_HOME: join(home, 'config'),
+          HELM_DATA_HOME: join(home, 'data'),
+          VERSION: version,
+          IMAGE: image,
+          CHARTS: 'oci://ghcr.io/owner/charts',
+          REGISTRY_USER: 'Owner',
+          REGISTRY_PASSWORD: 'token-123',
+        },
+        stdio: 'pipe',
+      })
+      assert.equal(
+        readFileSync(calls, 'utf8'),
+        `registry login ghcr.io --username Owner --password-stdin\ntoken-123\npush release-chart/irsa-webhook-${version}.tgz oci://ghcr.io/owner/charts\n`,
+      )
+      const tgz = join(scratch, `release-chart/irsa-webhook-${version}.tgz`)
+      const chart = runHelm(helm, ['show', 'chart', tgz])
+      assert.match(chart.stdout, new RegExp(`^version: ${version.replaceAll('.', '\\.')}$`, 'm'))
+      assert.match(chart.stdout, new RegExp(`^appVersion: ${version.replaceAll('.', '\\.')}$`, 'm'))
+      const rendered = runHelm(helm, ['template', 'irsa-webhook', tgz, '-n', 'irsa-system'])
+      assert.equal(rendered.code, 0, rendered.stderr)
+      const images = [...rendered.stdout.matchAll(/^\s+image: (\S+)$/gm)].map((m) => m[1])
+      assert.ok(images.length > 0)
+      assert.deepEqual(new Set(images), new Set([image]))
+    } finally {
+      rmSync(scratch, { recursive: true, force: true })
+    }
+  })
+
   test('its notes step, run for real: CHANGELOG section, the image with its cosign verify, checksums that check', () => {
     const notes = steps('release.yml').find((s) => s.run?.includes('release-notes.md'))
     assert.ok(notes?.run)
@@ -210,6 +322,7 @@ describe('release.yml', () => {
           IMAGE: image,
           GITHUB_SERVER_URL: 'https://github.com',
           GITHUB_REPOSITORY: 'Owner/irsa-webhook',
+          CHARTS: 'oci://ghcr.io/owner/charts',
         },
         stdio: 'pipe',
       })
@@ -218,6 +331,12 @@ describe('release.yml', () => {
       assert.ok(
         text.includes(
           `cosign verify ${image} \\\n  --certificate-identity-regexp '^https://github.com/Owner/irsa-webhook/.github/workflows/release.yml@refs/tags/v.*$' \\\n  --certificate-oidc-issuer https://token.actions.githubusercontent.com\n`,
+        ),
+        text,
+      )
+      assert.ok(
+        text.includes(
+          `helm install irsa-webhook oci://ghcr.io/owner/charts/irsa-webhook --version ${version} \\\n  --namespace irsa-system --create-namespace\n`,
         ),
         text,
       )
