@@ -19,12 +19,13 @@
  */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import type { Operation } from 'fast-json-patch'
 import fastJsonPatch from 'fast-json-patch'
 import {
   type CaseOutcome,
   createPod,
+  type FixtureCase,
   forCluster,
+  type Json,
   normalise,
   type PodCase,
   storedPod,
@@ -38,17 +39,6 @@ import { controlPlane, usable } from '../support/control-plane.ts'
 import { listFixtures, loadJson } from '../support/fixtures.ts'
 
 const cluster = await controlPlane()
-
-// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects as JSON
-type Json = Record<string, any>
-
-interface FixtureCase {
-  description: string
-  serviceAccount: Record<string, unknown>
-  pod: Record<string, unknown>
-  env?: Record<string, string>
-  expected: { allowed: boolean; patch: Operation[]; warnings: string[]; message?: string }
-}
 
 /**
  * Cases the real API server itself decides before any webhook is called (its ServiceAccount admission plugin runs

@@ -61,6 +61,21 @@ function assertCovered(stored: Json): void {
   assert.equal(volumes.filter((v) => v === TOKEN_VOLUME.name).length, 1)
 }
 
+/** Five ServiceAccounts, each followed by its pod in one `kubectl apply`: every pod must come out covered. */
+async function assertSameApplyCovered(cp: ControlPlane, ns: string): Promise<void> {
+  const items = Array.from({ length: 5 }, (_, i) => [
+    roleAccount(`fresh-${i}`),
+    {
+      ...pod(`fresh-${i}`, ['app']),
+      spec: { ...pod('', ['app'])['spec'], serviceAccountName: `fresh-${i}` },
+    },
+  ]).flat()
+  await cp.kubectlOk(['apply', '-n', ns, '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
+  })
+  for (let i = 0; i < 5; i += 1) assertCovered(await storedPod(cp, ns, `fresh-${i}`))
+}
+
 /** The webhook's `admission review` log lines for one pod. */
 const reviewsOf = (hook: ClusterWebhook, namespace: string, podName: string) =>
   hook.server.logs.filter(
@@ -117,18 +132,7 @@ describe('admission scenarios on a real kube-apiserver', { skip: cluster.skip },
   })
 
   it('mutates a pod whose ServiceAccount is created in the same apply, just before it', async () => {
-    const ns = await cp.namespace('same-apply', hook.namespaceLabels)
-    const items = Array.from({ length: 5 }, (_, i) => [
-      roleAccount(`fresh-${i}`),
-      {
-        ...pod(`fresh-${i}`, ['app']),
-        spec: { ...pod('', ['app'])['spec'], serviceAccountName: `fresh-${i}` },
-      },
-    ]).flat()
-    await cp.kubectlOk(['apply', '-n', ns, '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
-    })
-    for (let i = 0; i < 5; i += 1) assertCovered(await storedPod(cp, ns, `fresh-${i}`))
+    await assertSameApplyCovered(cp, await cp.namespace('same-apply', hook.namespaceLabels))
   })
 
   it('leaves pods alone in a namespace labelled irsa-webhook=disabled, and pods with that label', async () => {
@@ -225,18 +229,7 @@ describe('the classic shape (watch mode: an informer cache) on a real kube-apise
   })
 
   it('mutates pods whose ServiceAccounts are created in the same apply, before the informer has them', async () => {
-    const ns = await cp.namespace('classic-same-apply', hook.namespaceLabels)
-    const items = Array.from({ length: 5 }, (_, i) => [
-      roleAccount(`fresh-${i}`),
-      {
-        ...pod(`fresh-${i}`, ['app']),
-        spec: { ...pod('', ['app'])['spec'], serviceAccountName: `fresh-${i}` },
-      },
-    ]).flat()
-    await cp.kubectlOk(['apply', '-n', ns, '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
-    })
-    for (let i = 0; i < 5; i += 1) assertCovered(await storedPod(cp, ns, `fresh-${i}`))
+    await assertSameApplyCovered(cp, await cp.namespace('classic-same-apply', hook.namespaceLabels))
   })
 })
 

@@ -30,7 +30,9 @@ import { POLICY_NAMES, policyObjects, settingsFor } from '../../scripts/policy.t
 import {
   type CaseOutcome,
   createPod,
+  type FixtureCase,
   forCluster,
+  type Json,
   normalise,
   storedPod,
 } from '../support/cluster-pods.ts'
@@ -50,16 +52,6 @@ import { type Doc, parse, render } from '../support/manifests.ts'
 import { poll, ROOT } from '../support/process.ts'
 
 const cluster = await controlPlane()
-
-// biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects as JSON
-type Json = Record<string, any>
-
-interface FixtureCase {
-  description: string
-  serviceAccount?: Json
-  pod: Json
-  env?: Record<string, string>
-}
 
 /** The denial's own message: after the webhook's or the policy's prefix in kubectl's error line. */
 function denial(outcome: CaseOutcome, namespace: string): string {

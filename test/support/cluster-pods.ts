@@ -3,10 +3,25 @@
  * comparable: what the admission tests against the real kube-apiserver share (test/cluster/).
  * @module
  */
+import type { Operation } from 'fast-json-patch'
 import type { Command, ControlPlane } from './control-plane.ts'
 
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects as JSON
-type Json = Record<string, any>
+export type Json = Record<string, any>
+
+/** One file of test/fixtures/cases: a ServiceAccount, a pod, optional webhook env, and the expected answer. */
+export interface FixtureCase {
+  description: string
+  serviceAccount?: Json
+  pod: Json
+  env?: Record<string, string>
+  expected: {
+    allowed: boolean
+    patch: Operation[]
+    warnings: string[]
+    message?: string
+  }
+}
 
 /** A ServiceAccount and a pod to create with it (namespaces are set when created). */
 export interface PodCase {
