@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# TLS for irsa-webhook, both shapes. Creates (or reuses) a private CA, signs a serving certificate for the exact
+# TLS for irsa-webhook made outside the cluster, both shapes: the same objects `irsa-webhook certs` (the bundles'
+# certificate Job) makes in the cluster. Creates (or reuses) a private CA, signs a serving certificate for the exact
 # name the API server checks, writes the TLS Secret, and patches caBundle into every webhook of the
 # MutatingWebhookConfiguration. Idempotent: re-running keeps the CA (caBundle unchanged) and issues a new leaf.
+# The Secrets carry the label app.kubernetes.io/managed-by=irsa-webhook-certs, so the renew CronJob (if installed)
+# renews them; use it with a bundle that has no certificate Job, or remove the Job's component (docs/deploy.md).
 #
 #   ./generate-certs.sh --mode classic                 # SAN irsa-webhook.irsa-system.svc, Secret irsa-webhook-certs
 #   ./generate-certs.sh --mode knative                 # SAN irsa-webhook.kourier-system.svc, Secret irsa-webhook-tls
@@ -33,6 +36,7 @@ log() { echo "==> $*" >&2; }
 
 MODE='' NAMESPACE=irsa-system SERVICE=irsa-webhook GATEWAY_NAMESPACE=kourier-system SECRET='' WEBHOOK=irsa-webhook
 WEBHOOK_FILE='' OUT='' DAYS=365 CA_DAYS=3650 ROTATE_CA=false DRY_RUN=false CA_SECRET=irsa-webhook-ca
+MANAGED_BY=app.kubernetes.io/managed-by=irsa-webhook-certs
 KUBECTL=${KUBECTL:-kubectl}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
@@ -117,11 +121,13 @@ sign_leaf() {
   chmod 600 "$OUT"/*.key
 }
 
+# Both Secrets carry the label `irsa-webhook certs` (the in-cluster Job) reads as "ours": it renews them too.
 write_secrets() {
   "$KUBECTL" create secret tls "$SECRET" -n "$NAMESPACE" --cert="$OUT/tls.crt" --key="$OUT/tls.key" \
-    --dry-run=client -o yaml >"$OUT/secret.yaml"
+    --dry-run=client -o yaml | "$KUBECTL" label --local -f - "$MANAGED_BY" -o yaml >"$OUT/secret.yaml"
   "$KUBECTL" create secret generic "$CA_SECRET" -n "$NAMESPACE" --from-file=ca.crt="$OUT/ca.crt" \
-    --from-file=ca.key="$OUT/ca.key" --dry-run=client -o yaml >"$OUT/ca-secret.yaml"
+    --from-file=ca.key="$OUT/ca.key" --dry-run=client -o yaml |
+    "$KUBECTL" label --local -f - "$MANAGED_BY" -o yaml >"$OUT/ca-secret.yaml"
   chmod 600 "$OUT/secret.yaml" "$OUT/ca-secret.yaml"
   if ! $DRY_RUN; then
     "$KUBECTL" get namespace "$NAMESPACE" >/dev/null || die "namespace $NAMESPACE not found: apply the manifests first"

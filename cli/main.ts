@@ -4,6 +4,7 @@
  */
 import { VERSION } from '../function/version.ts'
 import { runAudit } from './audit/audit.ts'
+import { runCerts } from './certs/certs.ts'
 import { runDoctor } from './doctor/doctor.ts'
 import { runMutate } from './mutate/mutate.ts'
 import { runOidcIssuer } from './oidc/oidc-issuer.ts'
@@ -24,6 +25,10 @@ const COMMANDS: Readonly<Record<string, { run: Command; summary: string }>> = {
   audit: {
     run: runAudit,
     summary: 'list pods admitted without their identity; --heal evicts them (exit 1: some found)',
+  },
+  certs: {
+    run: runCerts,
+    summary: "make or renew the webhook's CA, serving certificate and caBundle in the cluster",
   },
 }
 

@@ -68,7 +68,8 @@ export interface AdmissionAnswer {
   readonly message?: string
 }
 
-const MAX_WARNING = 120
+/** Each warning is cut to this many characters (the policy's warnings too: scripts/policy.ts). */
+export const MAX_WARNING = 120
 
 function shorten(warning: string): string {
   return warning.length > MAX_WARNING ? `${warning.slice(0, MAX_WARNING - 3)}...` : warning

@@ -26,15 +26,19 @@ export type IdentityResult =
 
 /** A role (or cluster) id as Vultr writes it: a UUID. */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
-// STS RoleArn: 20..2048 characters; an `arn:` value of printable, non-space ASCII.
-const ROLE_ARN = /^arn:[!-~]{16,2044}$/
-const AUDIENCE = /^[!-~]{1,256}$/
-const REGION = /^[a-z0-9-]{2,32}$/
-const SECONDS = /^\d{1,12}$/
+// The patterns are exported for the policy generator (scripts/policy.ts), which writes them into CEL.
+/** STS RoleArn: 20..2048 characters; an `arn:` value of printable, non-space ASCII. */
+export const ROLE_ARN = /^arn:[!-~]{16,2044}$/
+export const AUDIENCE = /^[!-~]{1,256}$/
+export const REGION = /^[a-z0-9-]{2,32}$/
+/** A token expiration, tested on the trimmed annotation value. */
+export const SECONDS = /^\d{1,12}$/
+/** A quoted user value shows at most this many characters (longer ones end in `...`). */
+export const QUOTE_LIMIT = 60
 
 /** Quotes a user value for a message: JSON-escaped (control characters visible) and cut to 60 characters. */
 function quote(value: string): string {
-  const shown = value.length > 60 ? `${value.slice(0, 57)}...` : value
+  const shown = value.length > QUOTE_LIMIT ? `${value.slice(0, QUOTE_LIMIT - 3)}...` : value
   return JSON.stringify(shown)
 }
 

@@ -11,8 +11,12 @@
  *   irsa-webhook-classic.yaml                   deploy/                       2 HTTPS replicas, failurePolicy Fail
  *   irsa-webhook-classic-cert-manager.yaml      deploy/overlays/cert-manager  the same, certificates by cert-manager
  *   irsa-webhook-audit-cronjob.yaml             the heal CronJob alone, an add-on to any of the others
+ *   irsa-webhook-policy.yaml                    deploy/policy                 no webhook: admission policies, k8s >= 1.36
+ *   irsa-webhook-policy-opt-in-label.yaml       deploy/policy + opt-in-label  the same, labelled Pods only
  *
- * and prints the step each one still needs (generate-certs.sh; none with cert-manager, none for the add-on).
+ * and prints the step each one still needs: none. The knative and classic bundles carry the certificate Job and its
+ * renew CronJob (deploy/components/certs, `irsa-webhook certs --job`); cert-manager makes it in the cert-manager
+ * bundle; the add-on needs one of the others.
  * The knative bundle is issue 10's default profile for scale-to-zero: failurePolicy Ignore lets a Pod through
  * unmutated when a cold start outlasts the webhook timeout, so the heal CronJob (deploy/components/audit-cronjob)
  * comes with it. The other bundles refuse such Pods (Fail), and take the CronJob as the add-on if wanted.
@@ -55,13 +59,18 @@ interface Bundle {
   /** Only the objects of these components (an add-on bundle); the kustomization just places them. */
   readonly componentsOnly: boolean
   readonly summary: string
+  /** False for policy mode: no workload, so no image to pin (docs/policy.md). */
+  readonly image?: false
   /** What is left to do after `kubectl apply -f`. */
   readonly afterApply: string
 }
 
 const AUDIT_CRONJOB = 'deploy/components/audit-cronjob'
 const OPT_IN_LABEL = 'deploy/components/opt-in-label'
+const NO_STEP_POLICY = 'nothing: the API server applies the policies itself (docs/policy.md)'
 const NO_STEP_CERT_MANAGER = 'nothing: cert-manager issues the certificate and injects caBundle'
+const NO_STEP_CERTS =
+  'nothing: the Job irsa-webhook-certs makes the certificate and caBundle, the CronJob irsa-webhook-certs-renew renews it'
 
 export const BUNDLES: readonly Bundle[] = [
   {
@@ -71,7 +80,7 @@ export const BUNDLES: readonly Bundle[] = [
     componentsOnly: false,
     summary:
       'Knative (Kourier YAML install), scale-to-zero, failurePolicy Ignore, with the heal CronJob',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-knative-production.yaml',
@@ -79,7 +88,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [],
     componentsOnly: false,
     summary: 'Knative (Kourier YAML install), min-scale 1, failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-knative-opt-in-label.yaml',
@@ -88,7 +97,7 @@ export const BUNDLES: readonly Bundle[] = [
     componentsOnly: false,
     summary:
       'Knative (Kourier YAML install), scale-to-zero, only Pods labelled api.vultr.com/irsa: "true", failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode knative',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-classic.yaml',
@@ -96,7 +105,7 @@ export const BUNDLES: readonly Bundle[] = [
     components: [],
     componentsOnly: false,
     summary: 'classic Deployment, 2 HTTPS replicas, failurePolicy Fail',
-    afterApply: './generate-certs.sh --mode classic',
+    afterApply: NO_STEP_CERTS,
   },
   {
     file: 'irsa-webhook-classic-cert-manager.yaml',
@@ -112,9 +121,28 @@ export const BUNDLES: readonly Bundle[] = [
     components: [AUDIT_CRONJOB],
     componentsOnly: true,
     summary:
-      'the heal CronJob alone (irsa-webhook audit --heal --events every 5 minutes, its own ServiceAccount and ClusterRole)',
+      'the heal CronJob alone (irsa-webhook audit --heal --events --job every 5 minutes, its own ServiceAccount and ClusterRole)',
     afterApply:
       'nothing: an add-on, applied after one of the other bundles (irsa-webhook-knative.yaml already has it)',
+  },
+  {
+    file: 'irsa-webhook-policy.yaml',
+    kustomization: 'deploy/policy',
+    components: [],
+    componentsOnly: false,
+    image: false,
+    summary:
+      'policy mode, Kubernetes >= 1.36: MutatingAdmissionPolicy + ValidatingAdmissionPolicies, no webhook process',
+    afterApply: NO_STEP_POLICY,
+  },
+  {
+    file: 'irsa-webhook-policy-opt-in-label.yaml',
+    kustomization: 'deploy/policy',
+    components: [OPT_IN_LABEL],
+    componentsOnly: false,
+    image: false,
+    summary: 'policy mode, Kubernetes >= 1.36, only Pods labelled api.vultr.com/irsa: "true"',
+    afterApply: NO_STEP_POLICY,
   },
 ]
 
@@ -209,7 +237,7 @@ function renderBundle(bundle: Bundle, image: PinnedImage): string {
   const from = [`${bundle.kustomization}/`, ...bundle.components].join(' + ')
   return [
     `# irsa-webhook ${VERSION}: ${bundle.summary}.`,
-    `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; image ${image.ref}.`,
+    `# Rendered from ${from}${bundle.componentsOnly ? ' (only the objects the components add)' : ''} by npm run release:manifests; ${bundle.image === false ? 'no image (nothing runs)' : `image ${image.ref}`}.`,
     `# Install: kubectl apply -f ${bundle.file}`,
     `# Then: ${bundle.afterApply}`,
     yaml,
@@ -295,9 +323,9 @@ function main(argv: string[]): number {
   out.write(
     [
       '',
-      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle, then its step (the last is an add-on to any other):`,
+      `irsa-webhook ${VERSION}, image ${image.ref}. Install one bundle (the last is an add-on to any other):`,
       ...BUNDLES.map((b) => `  kubectl apply -f ${b.file}\n      then ${b.afterApply}`),
-      'generate-certs.sh is a release asset too; it needs bash, openssl and kubectl (docs/deploy.md, docs/knative.md).',
+      'generate-certs.sh (a release asset too; bash, openssl, kubectl) makes the certificate outside the cluster instead of the Job (docs/deploy.md, docs/knative.md).',
       '',
     ].join('\n'),
   )

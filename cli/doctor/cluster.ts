@@ -141,7 +141,7 @@ function oidcCause(error: unknown): { detail: string; fix: string } {
 }
 
 /** The API server serves the OIDC discovery document and JWKS (Vultr needs them to trust the tokens). */
-export async function checkOidc(context: DoctorContext): Promise<CheckResult> {
+export async function checkOidc(context: Pick<DoctorContext, 'client'>): Promise<CheckResult> {
   const title = 'OIDC discovery'
   try {
     const { discovery, keys } = await fetchOidcDocuments(context.client)

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import { EXIT, type Io, oneOf, splitRef } from '../shared/io.ts'
-import { createKubeClient, loadKubeConfig } from '../shared/kube.ts'
+import { createKubeClient, getObject, loadKubeConfig } from '../shared/kube.ts'
 import { checkExclusions, checkOidc, checkRbac } from './cluster.ts'
 import type { Check, CheckResult, DoctorContext, Status } from './context.ts'
 import {
@@ -15,6 +15,7 @@ import {
 } from './knative.ts'
 import { checkMissingIdentity } from './missing-identity.ts'
 import { checkDryRunPod } from './pod.ts'
+import { checkPolicyApi, checkPolicyObjects, servesPolicies } from './policy.ts'
 import { checkCertificate } from './tls.ts'
 import { checkEndpoints, checkService, checkSettings, loadWebhook } from './webhook.ts'
 
@@ -24,17 +25,19 @@ Checks a live installation through the kubeconfig and prints each check with ✔
 ✘ (fail, with the fix) or - (skipped). Exit code 1 when any check fails.
 
 Options:
-      --mode classic|knative      installation mode (default: knative when the webhook's Service is outside
-                                  --namespace, i.e. the gateway alias; else classic)
+      --mode classic|knative|policy  installation mode (default: policy when there is no MutatingWebhookConfiguration
+                                  but a MutatingAdmissionPolicy of that name; knative when the webhook's Service is
+                                  outside --namespace, i.e. the gateway alias; else classic)
   -n, --namespace NS              the webhook's namespace (default: irsa-system)
   -s, --service-account NS/NAME   an annotated ServiceAccount: a dry-run pod with it must come back mutated
       --webhook-service-account NS/NAME  the webhook's own ServiceAccount (default: <namespace>/irsa-webhook)
-      --configuration NAME        the MutatingWebhookConfiguration (default: irsa-webhook)
+      --configuration NAME        the MutatingWebhookConfiguration, or in policy mode the MutatingAdmissionPolicy
+                                  (NAME-deny and NAME-warnings are its ValidatingAdmissionPolicies; default: irsa-webhook)
       --tls-secret NAME           the Secret with the serving certificate (default: irsa-webhook-certs, or
                                   the DomainMapping's tls.secretName)
       --kubeconfig PATH           kubeconfig (default: $KUBECONFIG, ~/.kube/config)`
 
-const MODES = ['classic', 'knative'] as const
+const MODES = ['classic', 'knative', 'policy'] as const
 const SYMBOL: Record<Status, string> = { pass: '✔', warn: '!', fail: '✘', skip: '-' }
 
 const COMMON: readonly Check[] = [checkSettings, checkService, checkEndpoints]
@@ -74,8 +77,50 @@ export function formatResult(result: CheckResult): string {
     : line
 }
 
-async function buildContext(values: ReturnType<typeof parseDoctorArgs>) {
-  const client = createKubeClient(loadKubeConfig(values.kubeconfig))
+/** Policy mode: the admission policies instead of a webhook (docs/policy.md). */
+async function runPolicyDoctor(
+  client: ReturnType<typeof createKubeClient>,
+  values: ReturnType<typeof parseDoctorArgs>,
+  io: Io,
+): Promise<CheckResult[]> {
+  io.out(`irsa-webhook doctor: ${client.server}, mode policy\n`)
+  const probeRef = values['service-account']
+  const context = {
+    client,
+    policyName: values.configuration,
+    probe: probeRef === undefined ? undefined : splitRef(probeRef, 'default'),
+  }
+  const results: CheckResult[] = []
+  const api = await checkPolicyApi(context)
+  for (const result of [api, ...(api.status === 'pass' ? await checkPolicyObjects(context) : [])]) {
+    results.push(result)
+    io.out(formatResult(result))
+  }
+  for (const check of [checkDryRunPod, checkOidc] as const) {
+    const result = await check(context)
+    results.push(result)
+    io.out(formatResult(result))
+  }
+  return results
+}
+
+/** No webhook configuration but a MutatingAdmissionPolicy of that name: a policy install. */
+async function isPolicyInstall(
+  client: ReturnType<typeof createKubeClient>,
+  name: string,
+): Promise<boolean> {
+  if (!(await servesPolicies(client))) return false
+  const found = await getObject(
+    { client },
+    `/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies/${encodeURIComponent(name)}`,
+  )
+  return 'found' in found
+}
+
+async function buildContext(
+  values: ReturnType<typeof parseDoctorArgs>,
+  client: ReturnType<typeof createKubeClient>,
+) {
   const namespace = values.namespace
   const identity = splitRef(
     values['webhook-service-account'] ?? `${namespace}/irsa-webhook`,
@@ -89,13 +134,16 @@ async function buildContext(values: ReturnType<typeof parseDoctorArgs>) {
     identity,
     probe: probeRef === undefined ? undefined : splitRef(probeRef, 'default'),
     tlsSecret: values['tls-secret'],
-    mode: values.mode ?? ('classic' as const),
+    mode: values.mode === 'knative' ? ('knative' as const) : ('classic' as const),
   }
   const { webhook, result } = await loadWebhook(base)
   const serviceNamespace = webhook?.clientConfig?.service?.namespace
   const mode =
-    values.mode ??
-    (serviceNamespace !== undefined && serviceNamespace !== namespace ? 'knative' : 'classic')
+    values.mode === 'classic' || values.mode === 'knative'
+      ? values.mode
+      : serviceNamespace !== undefined && serviceNamespace !== namespace
+        ? 'knative'
+        : 'classic'
   const context: DoctorContext = { ...base, mode, webhook }
   return { context, first: result }
 }
@@ -107,7 +155,14 @@ export async function runDoctor(argv: string[], io: Io): Promise<number> {
     io.out(`${DOCTOR_USAGE}\n`)
     return EXIT.ok
   }
-  const { context, first } = await buildContext(values)
+  const client = createKubeClient(loadKubeConfig(values.kubeconfig))
+  if (
+    values.mode === 'policy' ||
+    (values.mode === undefined && (await isPolicyInstall(client, values.configuration)))
+  ) {
+    return exitFor(summarise(await runPolicyDoctor(client, values, io), io))
+  }
+  const { context, first } = await buildContext(values, client)
   io.out(
     `irsa-webhook doctor: ${context.client.server}, mode ${context.mode}, namespace ${context.namespace}\n`,
   )
@@ -127,9 +182,17 @@ export async function runDoctor(argv: string[], io: Io): Promise<number> {
       io.out(formatResult(result))
     }
   }
+  return exitFor(summarise(results, io))
+}
+
+/** Prints the summary line; returns the results. */
+function summarise(results: readonly CheckResult[], io: Io): readonly CheckResult[] {
   const count = (status: Status) => results.filter((r) => r.status === status).length
   io.out(
     `\n${results.length} checks: ${count('pass')} passed, ${count('warn')} ${count('warn') === 1 ? 'warning' : 'warnings'}, ${count('fail')} failed, ${count('skip')} skipped\n`,
   )
-  return count('fail') > 0 ? EXIT.failed : EXIT.ok
+  return results
 }
+
+const exitFor = (results: readonly CheckResult[]) =>
+  results.some((r) => r.status === 'fail') ? EXIT.failed : EXIT.ok

@@ -74,7 +74,7 @@ export function adviceFor(message: string): string {
   return 'read the message; the webhook logs show the outcome of each review'
 }
 
-async function roleOf(context: DoctorContext, namespace: string, name: string) {
+async function roleOf(context: Pick<DoctorContext, 'client'>, namespace: string, name: string) {
   const got = await getObject(context, `/api/v1/namespaces/${namespace}/serviceaccounts/${name}`)
   if ('missing' in got) return { error: `ServiceAccount ${namespace}/${name} not found` }
   if ('error' in got)
@@ -96,7 +96,9 @@ function warningsOf(headers: Record<string, string | string[] | undefined>): str
 }
 
 /** Creates the probe pod with `dryRun=All` and checks that the answer carries the injected identity. */
-export async function checkDryRunPod(context: DoctorContext): Promise<CheckResult> {
+export async function checkDryRunPod(
+  context: Pick<DoctorContext, 'client' | 'probe'>,
+): Promise<CheckResult> {
   if (context.probe === undefined) {
     return skip(
       TITLE,

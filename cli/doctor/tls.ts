@@ -83,7 +83,8 @@ export async function checkCertificate(
   const service = context.webhook?.clientConfig?.service
   if (service === undefined) return NAMES.map((name) => skip(name, 'no webhook Service'))
   const host = serviceHost(service)
-  const regenerate = `./generate-certs.sh --mode ${context.mode}`
+  // The bundles' renew CronJob (deploy/components/certs) re-issues and re-patches now; generate-certs.sh without it.
+  const regenerate = `kubectl -n ${context.namespace} create job --from=cronjob/irsa-webhook-certs-renew renew-now, or ./generate-certs.sh --mode ${context.mode}`
   const read = await readLeafChain(context, host)
   if (read.chain === undefined) {
     const first = fail(NAMES[0] ?? '', `${read.where}: ${read.error}`, regenerate)

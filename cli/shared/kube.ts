@@ -29,7 +29,14 @@ export const ACCEPT_JSON = 'application/json'
 export interface KubeClient {
   /** The API server URL from the kubeconfig. */
   readonly server: string
-  request(method: string, path: string, body?: unknown, accept?: string): Promise<KubeResponse>
+  /** `contentType` of the body: application/json unless given (a PATCH names its patch type). */
+  request(
+    method: string,
+    path: string,
+    body?: unknown,
+    accept?: string,
+    contentType?: string,
+  ): Promise<KubeResponse>
   get(path: string, accept?: string): Promise<KubeResponse>
 }
 
@@ -91,14 +98,14 @@ export function createKubeClient(config: KubeConfig, timeoutMs = 15_000): KubeCl
   let agent: RequestOptions['agent'] | undefined
   const client: KubeClient = {
     server,
-    async request(method, path, body, accept = ACCEPT_JSON) {
+    async request(method, path, body, accept = ACCEPT_JSON, contentType = 'application/json') {
       const options: RequestOptions = {}
       await config.applyToHTTPSOptions(options)
       agent ??= keepAliveAgent(base, options.agent)
       options.agent = agent
       const payload = body === undefined ? undefined : JSON.stringify(body)
       const headers: Record<string, string> = { accept }
-      if (payload !== undefined) headers['content-type'] = 'application/json'
+      if (payload !== undefined) headers['content-type'] = contentType
       options.method = method
       options.headers = { ...(options.headers as Record<string, string>), ...headers }
       options.signal = AbortSignal.timeout(timeoutMs)

@@ -65,7 +65,7 @@ const DECIDED_BY_THE_API_SERVER: Record<string, RegExp> = {
 
 const files = listFixtures('cases/', /\.json$/)
 
-describe(`mutation cases on a real kube-apiserver`, { skip: cluster.skip }, () => {
+describe(`mutation cases on a real kube-apiserver`, { skip: cluster.skip, concurrency: 4 }, () => {
   const webhooks = new Map<string, ClusterWebhook>()
   /** One webhook per distinct webhook config in the cases (most cases use the default config). */
   const webhookFor = (env: Record<string, string> = {}) => {

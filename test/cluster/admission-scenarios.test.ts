@@ -205,6 +205,41 @@ describe('admission scenarios on a real kube-apiserver', { skip: cluster.skip },
   })
 })
 
+describe('the classic shape (watch mode: an informer cache) on a real kube-apiserver', {
+  skip: cluster.skip,
+}, () => {
+  let cp: ControlPlane
+  let hook: ClusterWebhook
+  before(
+    async () => {
+      cp = usable(cluster)
+      hook = await startClusterWebhook(cp, { scope: 'classic', shape: 'classic' })
+    },
+    { timeout: 120_000 },
+  )
+  after(() => hook?.close())
+
+  it('runs with the Deployment env (SA_LOOKUP_MODE=watch)', () => {
+    const listening = hook.server.logs.find((line) => line['msg'] === 'listening')
+    assert.match(String(listening?.['serviceAccounts']), /watch/, JSON.stringify(listening))
+  })
+
+  it('mutates pods whose ServiceAccounts are created in the same apply, before the informer has them', async () => {
+    const ns = await cp.namespace('classic-same-apply', hook.namespaceLabels)
+    const items = Array.from({ length: 5 }, (_, i) => [
+      roleAccount(`fresh-${i}`),
+      {
+        ...pod(`fresh-${i}`, ['app']),
+        spec: { ...pod('', ['app'])['spec'], serviceAccountName: `fresh-${i}` },
+      },
+    ]).flat()
+    await cp.kubectlOk(['apply', '-n', ns, '-f', '-'], {
+      input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }),
+    })
+    for (let i = 0; i < 5; i += 1) assertCovered(await storedPod(cp, ns, `fresh-${i}`))
+  })
+})
+
 describe('the opt-in label profile on a real kube-apiserver', { skip: cluster.skip }, () => {
   let cp: ControlPlane
   let hook: ClusterWebhook

@@ -4,21 +4,20 @@
  * cache outside the work tree keyed by the versions, and reuses it when present. Go is test infrastructure only.
  *
  *   npm run cluster:build                                  # build when missing; print the version and the path
- *   IRSA_KUBERNETES_VERSION=v1.36.3 npm run cluster:build  # another Kubernetes release (module rewritten in a temp dir)
+ *   IRSA_KUBERNETES_VERSION=v1.36.3 npm run cluster:build  # another release (a module made from its own go.mod)
  *
  * Where: `$IRSA_CLUSTER_CACHE` (default `$XDG_CACHE_HOME/irsa-webhook`, else `~/.cache/irsa-webhook`), then
- * `control-plane/k8s-<version>_etcd-<version>_<go version>/bin`. A build is used only once its `complete` marker is
- * written, so an interrupted build is redone, never half-used. The Go module and build caches (`go env GOMODCACHE
- * GOCACHE`) are what make a rebuild after a version change fast.
+ * `control-plane/k8s-<version>_etcd-<version>_<go version>/bin`, with the build's log beside `bin/`. A build is used
+ * only once its `complete` marker is written, so an interrupted build is redone, never half-used. The Go module and
+ * build caches (`go env GOMODCACHE GOCACHE`) are what make a rebuild fast.
  *
  * Exit codes: 0 built or already there, or no Go toolchain outside CI (the control-plane tests then skip, saying
- * why); 1 a build step failed (the message names the step and its log); 3 no Go toolchain in CI (`CI=true`), where
- * a missing toolchain fails the run instead of skipping it.
+ * why); 1 a build step failed (the message names the step and its log); 3 no Go toolchain in CI (`CI=true`), where a
+ * missing toolchain fails the run instead of skipping it.
  * @module
  */
 import { execFile, spawn } from 'node:child_process'
 import {
-  cpSync,
   createWriteStream,
   existsSync,
   mkdirSync,
@@ -51,14 +50,15 @@ export interface ControlPlaneBinaries {
 
 /** Thrown when there is no Go toolchain to build the control plane with (and no finished build to use). */
 export class NoGoToolchain extends Error {}
+/** Thrown when a build step fails; the message names the step and the build log. */
 export class BuildStepFailed extends Error {}
 
 const run = promisify(execFile)
 
-/** The version go.mod requires for `module`. */
+/** The version a go.mod requires for `module`. */
 function required(goMod: string, module: string): string {
   const match = new RegExp(`^\\s*${module.replaceAll('.', '\\.')}\\s+(v\\S+)`, 'm').exec(goMod)
-  if (match?.[1] === undefined) throw new Error(`test/cluster/go.mod does not require ${module}`)
+  if (match?.[1] === undefined) throw new Error(`go.mod does not require ${module}`)
   return match[1]
 }
 
@@ -69,11 +69,11 @@ export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   )
 }
 
-async function goVersion(): Promise<string> {
+const goEnv = (env: NodeJS.ProcessEnv) => ({ ...env, GOTOOLCHAIN: 'local' })
+
+async function goVersion(env: NodeJS.ProcessEnv): Promise<string> {
   try {
-    const { stdout } = await run('go', ['env', 'GOVERSION'], {
-      env: { ...process.env, GOTOOLCHAIN: 'local' },
-    })
+    const { stdout } = await run('go', ['env', 'GOVERSION'], { env: goEnv(env) })
     return stdout.trim()
   } catch {
     throw new NoGoToolchain(
@@ -84,137 +84,174 @@ async function goVersion(): Promise<string> {
   }
 }
 
-/** A copy of the module with every k8s.io module moved to another release (IRSA_KUBERNETES_VERSION). */
-async function moduleFor(
-  version: string,
-  log: (line: string) => void,
-  step: Step,
-): Promise<string> {
-  const pinned = required(readFileSync(join(MODULE_DIR, 'go.mod'), 'utf8'), 'k8s.io/kubernetes')
-  if (version === pinned) return MODULE_DIR
+/** What to build: the versions, and the go.mod text to build them with (undefined: the committed module). */
+interface Plan {
+  readonly kubernetesVersion: string
+  readonly etcdVersion: string
+  readonly goMod?: string
+}
+
+/**
+ * For the release test/cluster/go.mod pins: that module. For another (IRSA_KUBERNETES_VERSION): a go.mod written the
+ * same way from that release's own go.mod — k8s.io/kubernetes at that version, the etcd server that release
+ * requires, and each staging module it replaces, at the same release.
+ */
+async function planFor(env: NodeJS.ProcessEnv): Promise<Plan> {
+  const pinned = readFileSync(join(MODULE_DIR, 'go.mod'), 'utf8')
+  const version = env['IRSA_KUBERNETES_VERSION'] ?? required(pinned, 'k8s.io/kubernetes')
+  if (version === required(pinned, 'k8s.io/kubernetes'))
+    return {
+      kubernetesVersion: version,
+      etcdVersion: required(pinned, 'go.etcd.io/etcd/server/v3'),
+    }
   if (!/^v1\.\d+\.\d+$/.test(version))
     throw new Error(
       `IRSA_KUBERNETES_VERSION must look like v1.37.2, got ${JSON.stringify(version)}`,
     )
-  const dir = mkdtempSync(join(tmpdir(), 'irsa-cluster-module-'))
-  cpSync(join(MODULE_DIR, 'go.mod'), join(dir, 'go.mod'))
-  cpSync(join(MODULE_DIR, 'go.sum'), join(dir, 'go.sum'))
-  const staging = version.replace(/^v1\./, 'v0.')
-  const goMod = readFileSync(join(dir, 'go.mod'), 'utf8')
-  const replaced = goMod
-    .replace(/^(\s*k8s\.io\/kubernetes\s+)v\S+/m, `$1${version}`)
-    .replace(/^(\s*(k8s\.io\/[\w.-]+) => \2 )v0\.\d+\.\d+$/gm, `$1${staging}`)
-  writeFileSync(join(dir, 'go.mod'), replaced)
-  log(`module rewritten for ${version} (staging modules ${staging}) in ${dir}`)
-  await step('go mod tidy', 'go', ['mod', 'tidy'], dir)
-  return dir
+  const { stdout } = await run('go', ['mod', 'download', '-json', `k8s.io/kubernetes@${version}`], {
+    env: goEnv(env),
+  })
+  const theirs = readFileSync((JSON.parse(stdout) as { GoMod: string }).GoMod, 'utf8')
+  const etcdVersion = required(theirs, 'go.etcd.io/etcd/server/v3')
+  const staging = [...theirs.matchAll(/^\s*(k8s\.io\/[\w.-]+) => \.\/staging\//gm)].map(
+    (match) => match[1],
+  )
+  const release = version.replace(/^v1\./, 'v0.')
+  const goMod = [
+    pinned.slice(0, pinned.indexOf('require (')),
+    `require (\n\tgo.etcd.io/etcd/server/v3 ${etcdVersion}\n\tk8s.io/kubernetes ${version}\n)\n`,
+    'replace (',
+    ...staging.map((module) => `\t${module} => ${module} ${release}`),
+    ')',
+    '',
+  ].join('\n')
+  return { kubernetesVersion: version, etcdVersion, goMod }
 }
 
-type Step = (name: string, command: string, args: string[], cwd: string) => Promise<void>
+/** A finished build for `key` made by any Go version (the last directory name wins), if there is one. */
+function finishedBuild(root: string, key: string): string | undefined {
+  if (!existsSync(root)) return undefined
+  return readdirSync(root)
+    .filter((name) => name.startsWith(`${key}_`) && existsSync(join(root, name, 'complete')))
+    .sort()
+    .map((name) => join(root, name))
+    .at(-1)
+}
+
+type Step = (
+  name: string,
+  args: string[],
+  cwd: string,
+  extraEnv?: Record<string, string>,
+) => Promise<void>
+
+/** Runs `go` steps with their output appended to `logPath`; a failure names the step, the log and its tail. */
+function stepper(env: NodeJS.ProcessEnv, logPath: string, log: (line: string) => void): Step {
+  return async (name, args, cwd, extraEnv = {}) => {
+    const at = performance.now()
+    log(`${name} …`)
+    writeFileSync(logPath, `\n$ go ${args.join(' ')}   (in ${cwd})\n`, { flag: 'a' })
+    const out = createWriteStream(logPath, { flags: 'a' })
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn('go', args, {
+        cwd,
+        env: { ...goEnv(env), GOFLAGS: '-mod=readonly', ...extraEnv },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      child.stdout.pipe(out, { end: false })
+      child.stderr.pipe(out, { end: false })
+      child.once('error', reject)
+      child.once('close', resolve)
+    })
+    await new Promise((resolve) => out.end(resolve))
+    if (code !== 0) {
+      const tail = readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
+      throw new BuildStepFailed(
+        `control-plane build step "${name}" failed (exit ${code}); its log: ${logPath}\n${tail}`,
+      )
+    }
+    log(`${name}: done in ${((performance.now() - at) / 1000).toFixed(0)} s`)
+  }
+}
 
 /**
  * The binaries for `IRSA_KUBERNETES_VERSION` (default: the version test/cluster/go.mod pins): from the cache, or
- * built now. Throws NoGoToolchain when Go is missing and BuildStepFailed (naming the step and its log) when a step
- * fails. `log` receives progress lines.
+ * built now. Throws NoGoToolchain when Go is missing (and nothing is cached) and BuildStepFailed when a step fails.
  */
 export async function ensureControlPlaneBinaries(
   options: { log?: (line: string) => void; env?: NodeJS.ProcessEnv } = {},
 ): Promise<ControlPlaneBinaries> {
   const env = options.env ?? process.env
   const log = options.log ?? ((line: string) => process.stderr.write(`cluster:build: ${line}\n`))
-  const goMod = readFileSync(join(MODULE_DIR, 'go.mod'), 'utf8')
-  const kubernetesVersion = env['IRSA_KUBERNETES_VERSION'] ?? required(goMod, 'k8s.io/kubernetes')
-  const etcdVersion = required(goMod, 'go.etcd.io/etcd/server/v3')
-  const key = `k8s-${kubernetesVersion}_etcd-${etcdVersion}`
-  const found = (dir: string): ControlPlaneBinaries => ({
-    kubernetesVersion,
-    etcdVersion,
+  const root = join(cacheRoot(env), 'control-plane')
+  const found = (plan: Plan, dir: string): ControlPlaneBinaries => ({
+    kubernetesVersion: plan.kubernetesVersion,
+    etcdVersion: plan.etcdVersion,
     dir,
     path: (component) => join(dir, 'bin', component),
   })
-  // A finished build for this key, whichever Go built it, needs no Go at all.
-  const marker = (dir: string) => join(dir, 'complete')
-  const root = join(cacheRoot(env), 'control-plane')
-  const go = await goVersion().catch((error: unknown) => {
-    const any = existingBuild(root, key, marker)
-    if (any !== undefined) return undefined
+  const keyOf = (plan: Plan) => `k8s-${plan.kubernetesVersion}_etcd-${plan.etcdVersion}`
+
+  let go: string
+  try {
+    go = await goVersion(env)
+  } catch (error) {
+    // A finished build of the pinned release needs no Go at all.
+    if (env['IRSA_KUBERNETES_VERSION'] === undefined) {
+      const plan = await planFor(env)
+      const dir = finishedBuild(root, keyOf(plan))
+      if (dir !== undefined) return found(plan, dir)
+    }
     throw error
-  })
-  if (go === undefined) return found(existingBuild(root, key, marker) as string)
-  const dir = join(root, `${key}_${go}`)
-  if (existsSync(marker(dir))) return found(dir)
+  }
+  const plan = await planFor(env)
+  const dir = join(root, `${keyOf(plan)}_${go}`)
+  if (existsSync(join(dir, 'complete'))) return found(plan, dir)
 
   rmSync(dir, { recursive: true, force: true })
   mkdirSync(join(dir, 'bin'), { recursive: true })
-  const logPath = join(dir, 'build.log')
-  const logFile = createWriteStream(logPath)
+  const step = stepper(env, join(dir, 'build.log'), log)
   const started = performance.now()
-  const step: Step = async (name, command, args, cwd) => {
-    const at = performance.now()
-    log(`${name} …`)
-    logFile.write(`\n$ ${command} ${args.join(' ')}   (in ${cwd})\n`)
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(command, args, {
-        cwd,
-        env: { ...env, GOTOOLCHAIN: 'local', GOFLAGS: '-mod=readonly' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      })
-      child.stdout.pipe(logFile, { end: false })
-      child.stderr.pipe(logFile, { end: false })
-      child.once('error', reject)
-      child.once('close', resolve)
-    })
-    if (code !== 0) {
-      await new Promise((resolve) => logFile.end(resolve))
-      const tail = readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
-      throw new BuildStepFailed(
-        `control-plane build step "${name}" failed (exit ${code}); full log: ${logPath}\n${tail}`,
-      )
-    }
-    log(`${name}: done in ${((performance.now() - at) / 1000).toFixed(0)} s`)
+  log(
+    `building Kubernetes ${plan.kubernetesVersion} and etcd ${plan.etcdVersion} with ${go} into ${dir}`,
+  )
+  log('a first build took 27 min on a busy 2-core machine (CONTRIBUTING.md); later runs reuse it')
+  let moduleDir = MODULE_DIR
+  if (plan.goMod !== undefined) {
+    moduleDir = mkdtempSync(join(tmpdir(), 'irsa-cluster-module-'))
+    writeFileSync(join(moduleDir, 'go.mod'), plan.goMod)
   }
-  log(`building Kubernetes ${kubernetesVersion} and etcd ${etcdVersion} with ${go} into ${dir}`)
-  log('a first build takes 20–30 minutes on 2 cores; later runs reuse it (see CONTRIBUTING.md)')
-  const moduleDir = await moduleFor(kubernetesVersion, log, step)
   try {
-    await step('go mod download', 'go', ['mod', 'download'], moduleDir)
-    const minor = /^v1\.(\d+)\./.exec(kubernetesVersion)?.[1] ?? ''
-    // The version kube-apiserver --version reports (k8s.io/component-base/version, as hack/lib/version.sh sets it).
+    if (plan.goMod !== undefined)
+      await step(
+        `go mod tidy (a module for ${plan.kubernetesVersion})`,
+        ['mod', 'tidy'],
+        moduleDir,
+        {
+          GOFLAGS: '-mod=mod',
+        },
+      )
+    await step('go mod download', ['mod', 'download'], moduleDir)
+    const minor = /^v1\.(\d+)\./.exec(plan.kubernetesVersion)?.[1] ?? ''
+    // The version `kube-apiserver --version` reports (k8s.io/component-base/version, as hack/lib/version.sh sets it).
     const versionFlags = [
-      `-X k8s.io/component-base/version.gitVersion=${kubernetesVersion}`,
+      `-X k8s.io/component-base/version.gitVersion=${plan.kubernetesVersion}`,
       '-X k8s.io/component-base/version.gitMajor=1',
       `-X k8s.io/component-base/version.gitMinor=${minor}`,
       '-X k8s.io/component-base/version.gitTreeState=clean',
     ].join(' ')
-    for (const { name, pkg } of COMPONENTS) {
+    for (const { name, pkg } of COMPONENTS)
       await step(
         `go build ${name}`,
-        'go',
         ['build', '-ldflags', `-s -w ${versionFlags}`, '-o', join(dir, 'bin', name), pkg],
         moduleDir,
       )
-    }
   } finally {
     if (moduleDir !== MODULE_DIR) rmSync(moduleDir, { recursive: true, force: true })
   }
-  await new Promise((resolve) => logFile.end(resolve))
-  writeFileSync(marker(dir), `${new Date().toISOString()}\n`)
+  writeFileSync(join(dir, 'complete'), `${new Date().toISOString()}\n`)
   log(`built in ${((performance.now() - started) / 60_000).toFixed(1)} min`)
-  return found(dir)
-}
-
-/** A finished build for `key` made by any Go version (the newest directory name wins), if one exists. */
-function existingBuild(
-  root: string,
-  key: string,
-  marker: (dir: string) => string,
-): string | undefined {
-  if (!existsSync(root)) return undefined
-  return readdirSync(root)
-    .filter((name) => name.startsWith(`${key}_`) && existsSync(marker(join(root, name))))
-    .sort()
-    .map((name) => join(root, name))
-    .at(-1)
+  return found(plan, dir)
 }
 
 if (import.meta.main) {

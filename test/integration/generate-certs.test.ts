@@ -12,7 +12,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { promisify } from 'node:util'
+import { runCerts } from '../../cli/certs/certs.ts'
 import { parseYamlDocuments, stringifyYamlDocuments } from '../../function/yaml.ts'
+import { startFakeCertsApi } from '../support/fake-certs-api.ts'
 
 const root = join(import.meta.dirname, '..', '..')
 const script = join(root, 'generate-certs.sh')
@@ -248,4 +250,124 @@ describe('generate-certs.sh against a cluster (fake kubectl)', { skip }, () => {
     const calls = readFileSync(join(state, 'calls.log'), 'utf8')
     assert.match(calls, /^patch mutatingwebhookconfiguration irsa-webhook --type=json/m)
   })
+})
+
+/**
+ * Parity with `irsa-webhook certs` (the bundles' certificate Job): each tool takes what the other made as its own.
+ * The script's objects (fake kubectl state) are loaded into the certs stand-in API and the command finds nothing to
+ * do — same Secret names, types, keys and ownership label, same SANs, a caBundle of the CA on every webhook — and
+ * the command's objects, given to the script, make it reuse that CA and leave caBundle as the command wrote it.
+ */
+describe('generate-certs.sh and irsa-webhook certs make the same objects', { skip }, () => {
+  const MWC_PATH =
+    '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/irsa-webhook'
+  const SECRETS = '/api/v1/namespaces/irsa-system/secrets'
+  const realKubectl = skip
+    ? ''
+    : execFileSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' }).trim()
+
+  function fakeKubectl(mwcSource: string) {
+    const state = mkdtempSync(join(work, 'parity-'))
+    const kubectl = join(state, 'kubectl')
+    writeFileSync(kubectl, FAKE_KUBECTL)
+    chmodSync(kubectl, 0o755)
+    twoWebhookFile(mwcSource, join(state, 'mwc.yaml'))
+    const env = { ...process.env, KUBECTL: kubectl, FAKE_STATE: state, REAL_KUBECTL: realKubectl }
+    return { state, env }
+  }
+  /** A Secret as the API server stores it: `type` defaults to Opaque (kubectl create secret generic omits it). */
+  const stored = (doc: unknown) => ({ type: 'Opaque', ...(doc as Record<string, unknown>) })
+  const shape = (doc: unknown) => ({
+    name: get(doc, 'metadata.name'),
+    type: get(doc, 'type') ?? 'Opaque',
+    labels: get(doc, 'metadata.labels'),
+    keys: Object.keys(get(doc, 'data') as object).sort(),
+  })
+
+  for (const { mode, host, secret, mwc } of modes) {
+    test(`${mode}: the command finds nothing to do on what the script made, and the script reuses the command's CA`, async () => {
+      const io = () => {
+        const out = { stdout: '', stderr: '' }
+        return {
+          out,
+          io: {
+            out: (t: string) => {
+              out.stdout += t
+            },
+            err: (t: string) => {
+              out.stderr += t
+            },
+            readFile: () => '',
+          },
+        }
+      }
+      // Script first, then the command on its objects.
+      const script = fakeKubectl(mwc)
+      await certs(['--mode', mode], script.env)
+      const scriptSecrets = [secret, 'irsa-webhook-ca'].map(
+        (name) => readYaml(join(script.state, `secret-${name}.yaml`))[0],
+      )
+      const api = await startFakeCertsApi()
+      try {
+        api.put(MWC_PATH, readYaml(join(script.state, 'mwc.yaml'))[0] as Record<string, unknown>)
+        for (const doc of scriptSecrets)
+          api.put(`${SECRETS}/${get(doc, 'metadata.name')}`, stored(doc))
+        const first = io()
+        assert.equal(
+          await runCerts(['--kubeconfig', api.kubeconfigPath], first.io),
+          0,
+          first.out.stderr,
+        )
+        assert.match(
+          first.out.stdout,
+          new RegExp(`certificate for ${host.replaceAll('.', '\\.')}, `),
+        )
+        assert.match(first.out.stdout, /\nnothing to do\n$/)
+        assert.deepEqual(api.writes, [], "the script's objects are the command's own")
+      } finally {
+        await api.close()
+      }
+
+      // Command first, then the script on its objects.
+      const api2 = await startFakeCertsApi()
+      try {
+        api2.put(MWC_PATH, readYaml(join(root, mwc))[0] as Record<string, unknown>)
+        const hooks = get(api2.objects.get(MWC_PATH), 'webhooks') as Record<string, unknown>[]
+        hooks.push({ ...structuredClone(hooks[0]), name: 'second.irsa.vultr.com' })
+        const made = io()
+        assert.equal(
+          await runCerts(['--kubeconfig', api2.kubeconfigPath], made.io),
+          0,
+          made.out.stderr,
+        )
+        const commandSecrets = [secret, 'irsa-webhook-ca'].map((name) =>
+          api2.objects.get(`${SECRETS}/${name}`),
+        )
+        assert.deepEqual(
+          commandSecrets.map(shape),
+          scriptSecrets.map(shape),
+          'same names, types, labels and keys',
+        )
+        const commandCa = fromBase64(
+          (get(commandSecrets[1], 'data') as Record<string, string>)['ca.crt'] ?? '',
+        )
+        const target = fakeKubectl(mwc)
+        writeFileSync(
+          join(target.state, 'mwc.yaml'),
+          stringifyYamlDocuments([api2.objects.get(MWC_PATH)]),
+        )
+        for (const doc of commandSecrets)
+          writeFileSync(
+            join(target.state, `secret-${get(doc, 'metadata.name')}.yaml`),
+            stringifyYamlDocuments([doc]),
+          )
+        assert.deepEqual(caBundles(join(target.state, 'mwc.yaml')), [commandCa, commandCa])
+        const { stderr } = await certs(['--mode', mode], target.env)
+        assert.match(stderr, /found the CA in Secret irsa-system\/irsa-webhook-ca/)
+        assert.deepEqual(caBundles(join(target.state, 'mwc.yaml')), [commandCa, commandCa])
+      } finally {
+        await api2.close()
+      }
+    })
+  }
 })

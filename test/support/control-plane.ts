@@ -326,6 +326,7 @@ function tail(path: string, lines = 25): string {
 export async function startControlPlane(
   binaries: ControlPlaneBinaries,
   log: (line: string) => void = () => {},
+  readyTimeoutMs = READY_MS,
 ): Promise<RunningControlPlane> {
   const reaped = reapStaleRuns()
   if (reaped > 0) log(`removed ${reaped} control plane run(s) left behind by killed runs`)
@@ -346,7 +347,11 @@ export async function startControlPlane(
       writeFileSync(join(dir, 'pids'), `${child.pid} ${binary}\n`, { flag: 'a' })
     return entry
   }
+  let stopped = false
   const killNow = () => {
+    // Once only: a second call (an exit hook after stop) must not signal process groups whose ids were reused.
+    if (stopped) return
+    stopped = true
     for (const { child } of started) if (child.pid !== undefined) killGroup(child.pid, 'SIGKILL')
     if (process.env['IRSA_CLUSTER_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true })
   }
@@ -439,7 +444,7 @@ export async function startControlPlane(
         return status === 200 ? true : undefined
       },
       'kube-apiserver /readyz',
-      READY_MS,
+      readyTimeoutMs,
     )
     const kcmPort = await freePort()
     launch('kube-controller-manager', binaries.path('kube-controller-manager'), [
@@ -468,7 +473,7 @@ export async function startControlPlane(
         return status === 200 ? true : undefined
       },
       'kube-controller-manager to create the default ServiceAccount',
-      READY_MS,
+      readyTimeoutMs,
     )
     const { stdout } = await execFileAsync(binaries.path('kube-apiserver'), ['--version'])
     const version = stdout.trim().replace(/^Kubernetes\s+/, '')

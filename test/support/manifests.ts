@@ -434,7 +434,7 @@ export function checkAudit(docs: Doc[]): void {
     assert.ok(kept >= 1 && kept <= 3, `${limit} keeps a few Jobs, not 288 a day`)
   }
   const job = get(cron, 'spec.jobTemplate.spec') as Doc
-  assert.equal(get(job, 'backoffLimit'), 0, 'exit 1 (pods found) is not retried')
+  assert.equal(get(job, 'backoffLimit'), 0, 'the next scheduled run is the retry')
   const deadline = get(job, 'activeDeadlineSeconds') as number
   assert.ok(deadline > 0 && deadline < FIVE_MINUTES, 'a run ends before the next is due')
   assert.ok((get(job, 'ttlSecondsAfterFinished') as number) > 0)
@@ -454,6 +454,7 @@ export function checkAudit(docs: Doc[]): void {
     'audit',
     '--heal',
     '--events',
+    '--job',
     '-o',
     'json',
   ])
@@ -499,3 +500,103 @@ export const rbacOf = (docs: Doc[]) =>
       String(doc['kind']),
     ),
   )
+
+const CERTS_SA = { kind: 'ServiceAccount', name: 'irsa-webhook-certs', namespace: 'irsa-system' }
+
+/** The Secret the webhook reads: the classic Deployment's volume, or the DomainMapping's TLS Secret (Knative). */
+export function servingSecretOf(docs: Doc[]): string {
+  const mapping = docs.find((doc) => doc['kind'] === 'DomainMapping')
+  if (mapping !== undefined) return String(get(mapping, 'spec.tls.secretName'))
+  const volumes = list(one(docs, 'Deployment', 'irsa-webhook'), 'spec.template.spec.volumes')
+  return String(
+    get(
+      volumes.find((v) => v['name'] === 'certs'),
+      'secret.secretName',
+    ),
+  )
+}
+
+/**
+ * The certificate Job and renew CronJob (deploy/components/certs): one pod spec for both, `irsa-webhook certs --job`
+ * in the webhook's image, hardened like the webhook, and RBAC of their own: Secrets in irsa-system only (get and
+ * update by name, create), Events, and get/patch of the one MutatingWebhookConfiguration by name.
+ */
+export function checkCerts(
+  docs: Doc[],
+  secretNames: { ca: string; serving: readonly string[] },
+): void {
+  const job = one(docs, 'Job', 'irsa-webhook-certs')
+  const cron = one(docs, 'CronJob', 'irsa-webhook-certs-renew')
+  for (const doc of [job, cron]) {
+    assert.equal(get(doc, 'apiVersion'), 'batch/v1')
+    assert.equal(get(doc, 'metadata.namespace'), 'irsa-system')
+  }
+  assert.equal(get(cron, 'spec.concurrencyPolicy'), 'Forbid', 'never two renewals at once')
+  const jobSpec = get(job, 'spec') as Doc
+  const cronSpec = get(cron, 'spec.jobTemplate.spec') as Doc
+  assert.deepEqual(get(cronSpec, 'template'), get(jobSpec, 'template'), 'one pod spec for both')
+  for (const spec of [jobSpec, cronSpec]) {
+    assert.ok(
+      (get(spec, 'backoffLimit') as number) > 0,
+      'a run that could not do its work is retried',
+    )
+    assert.ok((get(spec, 'ttlSecondsAfterFinished') as number) > 0)
+    assert.ok((get(spec, 'activeDeadlineSeconds') as number) > 0)
+  }
+  const pod = get(jobSpec, 'template') as Doc
+  assert.equal(get(pod, 'spec.restartPolicy'), 'Never')
+  assert.equal(get(pod, 'spec.serviceAccountName'), CERTS_SA.name)
+  const [container, ...others] = list<Container>(pod, 'spec.containers')
+  assert.ok(container && others.length === 0)
+  checkContainer(container, get(pod, 'spec.securityContext') as Doc)
+  assert.equal(container['image'], webhookContainer(docs)['image'], "the webhook's own image")
+  assert.deepEqual(container['command'], [
+    'node',
+    '--max-semi-space-size=8',
+    '--optimize-for-size',
+    'dist/cli.js',
+    'certs',
+    '--job',
+  ])
+  const podLabels = labelsAt(pod, 'metadata.labels')
+  for (const selector of webhookSelectors(docs))
+    assert.equal(selects(selector, podLabels), false, 'no webhook selector picks the certs pods')
+  // Never sent to the webhook it makes the certificate for (it must run before that webhook can answer).
+  const namespace = nsLabels(String(get(job, 'metadata.namespace')))
+  assert.equal(selects(get(webhookOf(docs), 'namespaceSelector') as Selector, namespace), false)
+  one(docs, 'ServiceAccount', CERTS_SA.name)
+  const roles = rolesOf(docs, CERTS_SA)
+  assert.deepEqual(
+    roles.map((role) => [
+      role['kind'],
+      get(role, 'metadata.namespace'),
+      get(role, 'metadata.name'),
+    ]),
+    [
+      ['Role', 'irsa-system', 'irsa-webhook-certs'],
+      ['ClusterRole', undefined, 'irsa-webhook-certs'],
+    ],
+  )
+  const mwc = get(one(docs, 'MutatingWebhookConfiguration'), 'metadata.name')
+  assert.deepEqual(get(roles[0], 'rules'), [
+    {
+      apiGroups: [''],
+      resources: ['secrets'],
+      resourceNames: [secretNames.ca, ...secretNames.serving],
+      verbs: ['get', 'update'],
+    },
+    { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+    { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+  ])
+  assert.deepEqual(get(roles[1], 'rules'), [
+    {
+      apiGroups: ['admissionregistration.k8s.io'],
+      resources: ['mutatingwebhookconfigurations'],
+      resourceNames: [mwc],
+      verbs: ['get', 'patch'],
+    },
+  ])
+  assert.ok(secretNames.serving.includes(servingSecretOf(docs)), 'the Secret the webhook reads')
+  for (const kind of ['RoleBinding', 'ClusterRoleBinding'])
+    assert.deepEqual(get(one(docs, kind, 'irsa-webhook-certs'), 'subjects'), [CERTS_SA])
+}

@@ -7,11 +7,13 @@ import assert from 'node:assert/strict'
 import { join, relative } from 'node:path'
 import { describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
+import { SECRET_NAMES } from '../../cli/certs/certs.ts'
 import { loadConfig } from '../../function/config.ts'
 import { LABELS, ROUTES } from '../../function/names.ts'
 import {
   type Container,
   checkAudit,
+  checkCerts,
   checkClassic,
   checkKnative,
   classicFiles,
@@ -28,6 +30,7 @@ import {
   renderWith,
   scriptDefault,
   scriptGateway,
+  servingSecretOf,
   webhookContainer,
   webhookOf,
   yamlFiles,
@@ -169,6 +172,33 @@ describe('kustomize output (kubectl kustomize, offline)', { skip: noKubectl }, (
     checkAudit(certManager)
   })
 
+  const CERT_SECRETS = {
+    ca: SECRET_NAMES.ca,
+    serving: [SECRET_NAMES.classic, SECRET_NAMES.knative],
+  } as const
+
+  test('every kustomization that needs a certificate has the certificate Job and renew CronJob; cert-manager has none', () => {
+    for (const dir of [
+      'deploy',
+      'knative',
+      'knative/overlays/operator',
+      'knative/overlays/production',
+    ])
+      checkCerts(render(dir), CERT_SECRETS)
+    const optIn = renderWith(`resources: [knative]\ncomponents: [${LABEL_PROFILE}, ${AUDIT}]\n`)
+    checkCerts(optIn, CERT_SECRETS)
+    const certManager = render('deploy/overlays/cert-manager')
+    assert.deepEqual(
+      certManager.filter((doc) =>
+        String(get(doc, 'metadata.name')).startsWith('irsa-webhook-certs'),
+      ),
+      [],
+    )
+    // The Secret the webhook reads is one the Job may write, in each shape.
+    assert.equal(servingSecretOf(render('deploy')), SECRET_NAMES.classic)
+    assert.equal(servingSecretOf(render('knative')), SECRET_NAMES.knative)
+  })
+
   test("an overlay's images: entry moves the webhook and the audit CronJob to the same image", () => {
     const digest = `sha256:${'0a'.repeat(32)}`
     const docs = renderWith(
@@ -183,6 +213,7 @@ describe('kustomize output (kubectl kustomize, offline)', { skip: noKubectl }, (
       ].join('\n'),
     )
     checkAudit(docs)
+    checkCerts(docs, CERT_SECRETS)
     assert.equal(webhookContainer(docs)['image'], `registry.internal/irsa-webhook@${digest}`)
   })
 

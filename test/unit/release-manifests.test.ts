@@ -10,10 +10,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { isDeepStrictEqual } from 'node:util'
+import { SECRET_NAMES } from '../../cli/certs/certs.ts'
 import { BUNDLES } from '../../scripts/release-manifests.ts'
 import {
   type Container,
   checkAudit,
+  checkCerts,
   checkClassic,
   checkKnative,
   type Doc,
@@ -65,7 +67,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
   })
   after(() => rmSync(out, { recursive: true, force: true }))
 
-  test('are written, six of them, and the step each one needs is printed at the end', () => {
+  test('are written, eight of them, and the step each one needs is printed at the end', () => {
     assert.equal(run.code, 0, run.stderr)
     assert.deepEqual(
       BUNDLES.map((b) => b.file),
@@ -76,34 +78,39 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
         'irsa-webhook-classic.yaml',
         'irsa-webhook-classic-cert-manager.yaml',
         'irsa-webhook-audit-cronjob.yaml',
+        'irsa-webhook-policy.yaml',
+        'irsa-webhook-policy-opt-in-label.yaml',
       ],
     )
     const steps = run.stdout.slice(run.stdout.indexOf('Install one bundle'))
-    assert.match(
-      steps,
-      /irsa-webhook-knative\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
-    )
-    assert.match(
-      steps,
-      /irsa-webhook-knative-opt-in-label\.yaml\n\s+then \.\/generate-certs\.sh --mode knative\n/,
-    )
-    assert.match(
-      steps,
-      /irsa-webhook-classic\.yaml\n\s+then \.\/generate-certs\.sh --mode classic\n/,
-    )
+    for (const file of [
+      'irsa-webhook-knative',
+      'irsa-webhook-knative-production',
+      'irsa-webhook-knative-opt-in-label',
+      'irsa-webhook-classic',
+    ])
+      assert.match(
+        steps,
+        new RegExp(
+          `${file}\\.yaml\\n\\s+then nothing: the Job irsa-webhook-certs makes the certificate`,
+        ),
+      )
     assert.match(steps, /irsa-webhook-classic-cert-manager\.yaml\n\s+then nothing: cert-manager/)
     assert.match(steps, /irsa-webhook-audit-cronjob\.yaml\n\s+then nothing: an add-on/)
+    assert.match(steps, /irsa-webhook-policy\.yaml\n\s+then nothing: the API server applies/)
   })
 
-  for (const { file, kustomization, components, componentsOnly } of BUNDLES) {
+  for (const { file, kustomization, components, componentsOnly, image } of BUNDLES) {
     const from = [kustomization, ...components].join(' + ')
-    test(`${file} is ${from}${componentsOnly ? ' (its components only)' : ''} with the image pinned by digest and the version label`, () => {
+    const pinned = image === false ? 'no image (policy mode)' : 'the image pinned by digest'
+    test(`${file} is ${from}${componentsOnly ? ' (its components only)' : ''} with ${pinned} and the version label`, () => {
       const text = bundle(file)
       assert.match(text, new RegExp(`^# irsa-webhook ${version.replaceAll('.', '\\.')}: `))
       const docs = parse(text)
       const images = containersOf(docs).map((c) => c['image'])
-      assert.ok(images.length > 0)
-      assert.deepEqual(new Set(images), new Set([IMAGE]))
+      if (image === false) assert.deepEqual(images, [])
+      else assert.deepEqual(new Set(images), new Set([IMAGE]))
+      if (image !== false) assert.ok(images.length > 0)
       for (const doc of docs) {
         assert.equal(
           (get(doc, 'metadata.labels') as Record<string, string>)['app.kubernetes.io/version'],
@@ -134,6 +141,20 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     const certManager = parse(bundle('irsa-webhook-classic-cert-manager.yaml'))
     checkClassic(certManager)
     one(certManager, 'Certificate', 'irsa-webhook')
+    // Every bundle that needs a certificate makes it in the cluster; the cert-manager one does not.
+    for (const docs of [
+      knative,
+      classic,
+      ...['production', 'opt-in-label'].map((p) => parse(bundle(`irsa-webhook-knative-${p}.yaml`))),
+    ])
+      checkCerts(docs, {
+        ca: SECRET_NAMES.ca,
+        serving: [SECRET_NAMES.classic, SECRET_NAMES.knative],
+      })
+    assert.equal(
+      certManager.some((doc) => doc['kind'] === 'Job'),
+      false,
+    )
   })
 
   test('the audit-cronjob add-on completes any other bundle, and is what the knative bundle already has', () => {
@@ -164,7 +185,7 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8')
     const line: string = /^IMAGE=\$\(grep .*\)$/m.exec(readme)?.[0] ?? ''
     assert.ok(line, 'README has the IMAGE=$(grep …) line')
-    for (const { file } of BUNDLES) {
+    for (const { file } of BUNDLES.filter((b) => b.image !== false)) {
       const script = `${line.replace('irsa-webhook-knative.yaml', file)}; echo "$IMAGE"`
       const found = spawnSync('bash', ['-c', script], {
         cwd: out,
@@ -186,9 +207,10 @@ describe('release bundles (npm run release:manifests)', { skip: noKubectl }, () 
       ])
       assert.equal(result.code, 0, result.stderr)
       const docs = parse(readFileSync(join(tagged, 'irsa-webhook-classic.yaml'), 'utf8'))
+      // The webhook, the certificate Job and the renew CronJob.
       assert.deepEqual(
         containersOf(docs).map((c) => c['image']),
-        ['registry.example.org:5000/team/irsa-webhook:0.1.0'],
+        Array(3).fill('registry.example.org:5000/team/irsa-webhook:0.1.0'),
       )
       const knative = parse(readFileSync(join(tagged, 'irsa-webhook-knative.yaml'), 'utf8'))
       assert.deepEqual(

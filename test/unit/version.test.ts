@@ -118,13 +118,25 @@ describe(`${VERSION_LABEL} on every object of every kustomization`, { skip: noKu
     assert.deepEqual(components, [
       'deploy/components/audit-cronjob',
       'deploy/components/cert-manager',
+      'deploy/components/certs',
       'deploy/components/opt-in-label',
       'deploy/components/path-token',
+      'deploy/components/policy-labelled-service-accounts',
     ])
   })
-  // Each component added to both trees (cert-manager: classic only), as a user adds it to either.
-  for (const component of components) {
-    for (const tree of component.endsWith('/cert-manager') ? ['deploy'] : ['deploy', 'knative']) {
+  // Each component added to both trees (cert-manager: classic only; the policy ones: policy mode), as a user adds
+  // it to either. The certs component is already in both trees (deploy/, knative/ and its overlays, rendered
+  // above), so it is not added again.
+  const treesFor = (component: string) =>
+    component.endsWith('/cert-manager')
+      ? ['deploy']
+      : component.endsWith('/policy-labelled-service-accounts')
+        ? ['deploy/policy']
+        : component.endsWith('/opt-in-label')
+          ? ['deploy', 'knative', 'deploy/policy']
+          : ['deploy', 'knative']
+  for (const component of components.filter((c) => !c.endsWith('/certs'))) {
+    for (const tree of treesFor(component)) {
       test(`${tree} + ${component}`, () => {
         const docs = renderWith(`resources: [${tree}]\ncomponents: [${component}]\n`, {
           // path-token needs its token file (docs/deploy.md).

@@ -90,6 +90,21 @@ describe('workflow files', () => {
       assert.equal(setup.with?.['cache'], 'npm')
     })
 
+    test(`${file} gives .ci/run Go from test/cluster/go.mod and caches the control-plane build by its versions`, () => {
+      const [go] = uses(file, 'actions/setup-go')
+      assert.equal(go?.with?.['go-version-file'], 'test/cluster/go.mod')
+      assert.equal(go?.with?.['cache-dependency-path'], 'test/cluster/go.sum')
+      const cache = uses(file, 'actions/cache').find((step) =>
+        String(step.with?.['path']).includes('.cache/irsa-webhook/control-plane'),
+      )
+      assert.match(
+        String(cache?.with?.['key']),
+        /hashFiles\('test\/cluster\/go\.mod', 'test\/cluster\/go\.sum'\)/,
+      )
+      const order = steps(file).map((step) => step.uses?.split('@')[0] ?? step.run?.trim())
+      assert.ok(order.indexOf('actions/setup-go') < order.indexOf('.ci/run'), 'Go before .ci/run')
+    })
+
     test(`${file} builds no image but from the repository's Dockerfile`, () => {
       for (const run of runs(file)) assert.doesNotMatch(run, /\b(docker|buildah|podman|kaniko)\b/)
       for (const build of uses(file, 'docker/build-push-action')) {

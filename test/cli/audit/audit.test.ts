@@ -433,6 +433,25 @@ describe('irsa-webhook audit', () => {
     assert.equal(cluster.pods.evictions.length, 0, 'nothing is evicted after an incomplete listing')
   })
 
+  test('--job: a run that found pods exits 0 (reported, and as Events); one that could not read the cluster exits 3', async () => {
+    const found = await auditJson(cluster, '--heal', '--events', '--job')
+    assert.equal(found.code, 0, found.stderr)
+    const missing = found.report.pods.filter((e) => e.problem === 'missing')
+    assert.ok(missing.length > 0)
+    assert.ok(missing.some((e) => e.action === 'reported' && /bare pod/.test(e.reason ?? '')))
+    assert.ok(missing.every((e) => e.event === 'recorded' || e.event === 'exists'))
+    assert.match(
+      found.stderr,
+      new RegExp(
+        `${missing.length} pod\\(s\\) missing their identity, reported above \\(exit 0: --job\\)`,
+      ),
+    )
+    cluster.pods.onListPage = (index) =>
+      index >= 2 ? kubeStatus(500, 'etcdserver: request timed out') : undefined
+    const unreadable = await auditJson(cluster, '--chunk-size', '3', '--heal', '--job')
+    assert.equal(unreadable.code, 3)
+  })
+
   test('403 on the pod LIST exits 3 naming the missing RBAC verb', async () => {
     cluster.api.fault({ path: '/api/v1/pods', status: 403 })
     const run = await audit(cluster)
@@ -521,7 +540,9 @@ describe('irsa-webhook audit', () => {
       stored(podManifest({ namespace: 'plain', name: 'ghost-sa', serviceAccount: 'ghost' })),
     )
     const run = await runInProcess([...args, '--kubeconfig', cluster.api.kubeconfigPath])
-    assert.equal(run.code, 1, run.stderr)
+    // --job: the run did its work, so the Job succeeds although it found pods (reported, and as Events).
+    assert.equal(run.code, 0, run.stderr)
+    assert.match(run.stderr, /pod\(s\) missing their identity, reported above \(exit 0: --job\)/)
     const report = JSON.parse(run.stdout) as Report
     assert.equal(report.summary['complete'], true)
     assert.ok(report.pods.some((e) => e.action === 'evicted' && e.event === 'recorded'))

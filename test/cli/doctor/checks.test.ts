@@ -129,7 +129,7 @@ describe('certificate checks', () => {
     assert.equal(bundle.status, 'fail')
     assert.equal(
       formatResult(bundle),
-      '✘ caBundle verifies the serving certificate — the webhook has no caBundle\n    fix: ./generate-certs.sh --mode classic\n',
+      '✘ caBundle verifies the serving certificate — the webhook has no caBundle\n    fix: kubectl -n irsa-system create job --from=cronjob/irsa-webhook-certs-renew renew-now, or ./generate-certs.sh --mode classic\n',
     )
   })
 })
