@@ -1,6 +1,8 @@
 /**
  * `irsa-webhook doctor` on the shipped classic bundle installed for real: `deploy/` rendered by kustomize and applied,
- * then `./generate-certs.sh --mode classic` (openssl + kubectl, as a user runs it) against the control plane.
+ * then `./generate-certs.sh --mode classic` (openssl + kubectl, as a user runs it) against the control plane. (The
+ * bundle's own certificate Job, deploy/components/certs, never runs here: no kubelet; the script is the documented
+ * alternative.)
  *
  * What cannot pass here: this control plane has no kubelet, no kube-proxy and no Service routing, so the webhook's
  * pods stay Pending, its Service's EndpointSlices never list a ready address, and the API server cannot reach the
@@ -90,6 +92,7 @@ describe('doctor on the shipped classic bundle, installed on a real control plan
   let probe: string
   let configuration: string
   let binding: Doc
+  let bindings: Doc[] = []
   let doctorArgs: string[]
   const doctor = () => runCli(['doctor', ...doctorArgs], { kubeconfig: cp.kubeconfig })
   const generateCerts = () =>
@@ -116,7 +119,8 @@ describe('doctor on the shipped classic bundle, installed on a real control plan
           'metadata.name',
         ),
       )
-      binding = docs.find((d) => d['kind'] === 'ClusterRoleBinding') as Doc
+      bindings = docs.filter((d) => d['kind'] === 'ClusterRoleBinding')
+      binding = bindings.find((d) => get(d, 'roleRef.name') === 'irsa-webhook-sa-reader') as Doc
       await cp.kubectlOk(['apply', '-f', '-'], {
         input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: docs }),
       })
@@ -140,12 +144,13 @@ describe('doctor on the shipped classic bundle, installed on a real control plan
       configuration,
       '--ignore-not-found',
     ])
-    await cp.kubectl([
-      'delete',
-      'clusterrolebinding',
-      String(get(binding, 'metadata.name')),
-      '--ignore-not-found',
-    ])
+    for (const each of bindings)
+      await cp.kubectl([
+        'delete',
+        'clusterrolebinding',
+        String(get(each, 'metadata.name')),
+        '--ignore-not-found',
+      ])
   })
 
   /** Runs doctor until `done(stdout)` (RBAC and caBundle changes reach the API server's caches a moment later). */
@@ -247,11 +252,11 @@ describe('doctor on the shipped classic bundle, installed on a real control plan
       bundle.line,
       `✘ caBundle verifies the serving certificate — Secret ${namespace}/irsa-webhook-certs is not signed by any of the 1 caBundle certificate(s): the API server gets x509 errors`,
     )
-    // The fix names the script. (For an install outside irsa-system the script also needs --namespace and
-    // --webhook; doctor's fix does not print them.)
-    assert.match(
-      bundle.fix ?? '',
-      /^\.\/generate-certs\.sh --mode classic .*\(it updates both\), then restart the webhook$/,
+    // The fix: the bundle's renew CronJob, or the script. (For an install outside irsa-system the script also
+    // needs --namespace and --webhook; doctor's fix does not print them.)
+    assert.equal(
+      bundle.fix,
+      `kubectl -n ${namespace} create job --from=cronjob/irsa-webhook-certs-renew renew-now, or ./generate-certs.sh --mode classic (it updates both), then restart the webhook`,
     )
     assert.match(broken.stdout, /\n12 checks: 9 passed, 0 warnings, 3 failed, 0 skipped\n$/)
 
