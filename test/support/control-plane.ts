@@ -416,6 +416,12 @@ export async function startControlPlane(
       '--requestheader-extra-headers-prefix=X-Remote-Extra-',
       `--proxy-client-cert-file=${pki.proxyClient.certPath}`,
       `--proxy-client-key-file=${pki.proxyClient.keyPath}`,
+      // A webhook (or aggregated API) behind a Service is reached through its ready endpoints, never its ClusterIP
+      // (k8s.io/kubernetes cmd/kube-apiserver/app/server.go, buildServiceResolver). Without it the API server dials
+      // the ClusterIP: with no kube-proxy here that address (10.0.0.0/24) leaves the machine — on a sandboxed host
+      // it reached an egress proxy's TLS, and the failure depended on the host. With it, a Service with no ready
+      // pod fails the same everywhere: `no endpoints available for service "<name>"` (apiserver pkg/util/proxy).
+      '--enable-aggregator-routing=true',
       '--allow-privileged=true',
       '--profiling=false',
       '--v=1',

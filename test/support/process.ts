@@ -84,14 +84,22 @@ export async function poll<T>(
   what: string,
   timeoutMs = 15_000,
 ): Promise<T> {
-  const loop = async () => {
-    for (;;) {
+  // Once timed out, the loop stops after the check in flight: a check that never succeeds must not keep running
+  // (and keep the test file's process alive) after the test has failed.
+  let expired = false
+  const loop = async (): Promise<T> => {
+    while (!expired) {
       const value = await check()
       if (value !== undefined) return value
       await new Promise((resolve) => setTimeout(resolve, 25))
     }
+    throw new Error(`gave up polling for ${what}`)
   }
-  return within(loop(), timeoutMs, what)
+  try {
+    return await within(loop(), timeoutMs, what)
+  } finally {
+    expired = true
+  }
 }
 
 function parseLine(line: string): Record<string, unknown> | undefined {
