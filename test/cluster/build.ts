@@ -215,7 +215,9 @@ export async function ensureControlPlaneBinaries(
   log(
     `building Kubernetes ${plan.kubernetesVersion} and etcd ${plan.etcdVersion} with ${go} into ${dir}`,
   )
-  log('a first build took 9.5 min on an idle 2-core machine, 27 min on a busy one (CONTRIBUTING.md); later runs reuse it')
+  log(
+    'a first build took 9.5 min on an idle 2-core machine, 27 min on a busy one (CONTRIBUTING.md); later runs reuse it',
+  )
   let moduleDir = MODULE_DIR
   if (plan.goMod !== undefined) {
     moduleDir = mkdtempSync(join(tmpdir(), 'irsa-cluster-module-'))
