@@ -22,6 +22,7 @@ import { after, before, describe, it } from 'node:test'
 import fastJsonPatch from 'fast-json-patch'
 import {
   type CaseOutcome,
+  caseConfigs,
   createPod,
   type FixtureCase,
   forCluster,
@@ -65,11 +66,7 @@ describe(`mutation cases on a real kube-apiserver`, { skip: cluster.skip, concur
   }
   before(async () => {
     const cp = usable(cluster)
-    const configs = new Map<string, Record<string, string>>()
-    for (const file of files) {
-      const env = (loadJson(`cases/${file}`) as FixtureCase).env ?? {}
-      configs.set(JSON.stringify(env), env)
-    }
+    const configs = caseConfigs(files.map((file) => loadJson(`cases/${file}`) as FixtureCase))
     let index = 0
     for (const [key, env] of configs) {
       index += 1

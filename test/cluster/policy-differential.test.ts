@@ -29,6 +29,7 @@ import { ANNOTATIONS, ENV } from '../../function/names.ts'
 import { POLICY_NAMES, policyObjects, settingsFor } from '../../scripts/policy.ts'
 import {
   type CaseOutcome,
+  caseConfigs,
   createPod,
   type FixtureCase,
   forCluster,
@@ -82,11 +83,7 @@ describe('policy mode on a real kube-apiserver equals the webhook, pod for pod',
 
   before(async () => {
     const cp = usable(cluster)
-    const configs = new Map<string, Record<string, string>>()
-    for (const file of files) {
-      const env = (loadJson(`cases/${file}`) as FixtureCase).env ?? {}
-      configs.set(JSON.stringify(env), env)
-    }
+    const configs = caseConfigs(files.map((file) => loadJson(`cases/${file}`) as FixtureCase))
     let index = 0
     for (const [key, env] of configs) {
       const scope = `diff-${index++}`

@@ -29,6 +29,14 @@ export interface PodCase {
   readonly pod: Json
 }
 
+/**
+ * The distinct webhook settings (`env`) the mutation cases use, keyed by their JSON: one webhook (or policy) per
+ * entry serves every case with those settings.
+ */
+export function caseConfigs(cases: readonly FixtureCase[]): Map<string, Record<string, string>> {
+  return new Map(cases.map((c) => [JSON.stringify(c.env ?? {}), c.env ?? {}]))
+}
+
 /** What `kubectl create` did: exit code, output, the warnings it printed, and the stored name. */
 export interface CaseOutcome extends Command {
   readonly warnings: string[]
